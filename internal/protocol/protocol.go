@@ -1,0 +1,216 @@
+// Package protocol holds the wire types of the lync-agent HTTP API (version 1) and the validation
+// both sides apply to them. It is shared by the agent (internal/agent) and the operator's client
+// (internal/agentclient), and imports neither Kubernetes nor PowerShell code.
+package protocol
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// APIPrefix is the path prefix of every endpoint of this protocol version.
+const APIPrefix = "/v1"
+
+// Products the agent can drive. The product picks the PowerShell module and the Bootstrapper path.
+const (
+	ProductLync2013 = "lync2013"
+	ProductSfB2015  = "sfb2015"
+	ProductSfB2019  = "sfb2019"
+)
+
+// Pool editions as reported by the topology.
+const (
+	EditionEnterprise = "Enterprise"
+	EditionStandard   = "Standard"
+)
+
+// Info answers GET /v1/info: who this agent is.
+type Info struct {
+	// ServerFQDN is the Front End server the agent runs on; empty for a pool-level endpoint.
+	ServerFQDN string `json:"serverFqdn,omitempty"`
+	// PoolFQDN is the pool the server belongs to (or the pool a pool-level endpoint stands for).
+	PoolFQDN     string `json:"poolFqdn"`
+	Product      string `json:"product"`
+	AgentVersion string `json:"agentVersion"`
+	// Backend is "powershell" or "sim".
+	Backend string `json:"backend"`
+}
+
+// Pool answers GET /v1/pools/{fqdn}: the topology's facts about one Front End pool.
+type Pool struct {
+	FQDN    string `json:"fqdn"`
+	Site    string `json:"site"`
+	Edition string `json:"edition"`
+	// Version is the product version of the pool's servers (for example "Lync Server 2013").
+	// Pairing requires equal versions.
+	Version string `json:"version"`
+	// Computers are the pool's Front End servers.
+	Computers []string `json:"computers"`
+	// BackupPool is the pool this pool is paired with in the published topology; empty when unpaired.
+	BackupPool string `json:"backupPool,omitempty"`
+	// HostsCMS is true when this pool hosts the active Central Management Store.
+	HostsCMS bool `json:"hostsCms"`
+}
+
+// Export and import states of one backup module in one direction (Get-CsBackupServiceStatus).
+const (
+	ExportFinalState     = "FinalState"
+	ExportSteadyState    = "SteadyState"
+	ExportNonSteadyState = "NonSteadyState"
+	ExportNotInitialized = "NotInitialized"
+	ExportErrorState     = "ErrorState"
+	ImportNormalState    = "NormalState"
+	ImportErrorState     = "ErrorState"
+)
+
+// ModuleCMSMaster is the Central Management Store module; on the pool that does not host the CMS
+// its export is NotInitialized, and that is normal.
+const ModuleCMSMaster = "CentralMgmt.CMSMaster"
+
+// BackupModule is one module's state in the backup status of a pool.
+type BackupModule struct {
+	Identity     string `json:"identity"`
+	ExportStatus string `json:"exportStatus"`
+	ImportStatus string `json:"importStatus"`
+}
+
+// BackupStatus answers GET /v1/pools/{fqdn}/backup-status: the direction from PoolFQDN to its
+// backup pool.
+type BackupStatus struct {
+	PoolFQDN   string         `json:"poolFqdn"`
+	BackupPool string         `json:"backupPool,omitempty"`
+	Modules    []BackupModule `json:"modules"`
+}
+
+// Windows service states of LYNCBACKUP as Get-CsWindowsService reports them.
+const (
+	ServiceRunning      = "Running"
+	ServiceStopped      = "Stopped"
+	ServiceStartPending = "StartPending"
+	ServiceStopPending  = "StopPending"
+)
+
+// BackupService is the LYNCBACKUP Windows service on one server.
+type BackupService struct {
+	Installed bool `json:"installed"`
+	// Status is one of the Service* constants; empty when not installed.
+	Status string `json:"status,omitempty"`
+}
+
+// BootstrapRun is the outcome of the last Bootstrapper.exe run on a server, from the agent's journal.
+type BootstrapRun struct {
+	OperationID string    `json:"operationId"`
+	Finished    time.Time `json:"finished"`
+	ExitCode    int       `json:"exitCode"`
+	Succeeded   bool      `json:"succeeded"`
+	// RebootRequired is true when Bootstrapper asked for a reboot and a second run.
+	RebootRequired bool `json:"rebootRequired,omitempty"`
+	// BackupPool is the backup pool the published topology named for this server's pool when the
+	// run finished: a run only counts for a pairing it has seen.
+	BackupPool string `json:"backupPool,omitempty"`
+}
+
+// Server answers GET /v1/server: the Front End server the agent runs on.
+type Server struct {
+	FQDN          string        `json:"fqdn"`
+	PoolFQDN      string        `json:"poolFqdn"`
+	BackupService BackupService `json:"backupService"`
+	LastBootstrap *BootstrapRun `json:"lastBootstrap,omitempty"`
+}
+
+// OperationKind is one of the fixed set of steps an agent performs. There is no other way to make an
+// agent run anything.
+type OperationKind string
+
+const (
+	KindPairPools          OperationKind = "PairPools"
+	KindBootstrap          OperationKind = "Bootstrap"
+	KindStartBackupService OperationKind = "StartBackupService"
+	KindSyncBackup         OperationKind = "SyncBackup"
+	KindUnpair             OperationKind = "Unpair"
+)
+
+// Kinds lists every operation kind.
+var Kinds = []OperationKind{KindPairPools, KindBootstrap, KindStartBackupService, KindSyncBackup, KindUnpair}
+
+// VoiceFailover are the optional voice resiliency settings written with a pairing
+// (Set-CsRegistrar -EnableAutomaticFailover -FailureDetectionInterval -FailbackDetectionInterval).
+type VoiceFailover struct {
+	Enabled bool `json:"enabled"`
+	// FailureDetectionIntervalSeconds and FailbackDetectionIntervalSeconds are whole seconds.
+	FailureDetectionIntervalSeconds  int `json:"failureDetectionIntervalSeconds,omitempty"`
+	FailbackDetectionIntervalSeconds int `json:"failbackDetectionIntervalSeconds,omitempty"`
+}
+
+// PairPoolsParams are the parameters of a PairPools operation.
+type PairPoolsParams struct {
+	PrimaryFQDN   string         `json:"primaryFqdn"`
+	BackupFQDN    string         `json:"backupFqdn"`
+	VoiceFailover *VoiceFailover `json:"voiceFailover,omitempty"`
+}
+
+// UnpairParams are the parameters of an Unpair operation.
+type UnpairParams struct {
+	PrimaryFQDN string `json:"primaryFqdn"`
+	BackupFQDN  string `json:"backupFqdn"`
+}
+
+// SyncBackupParams are the parameters of a SyncBackup operation.
+type SyncBackupParams struct {
+	PoolFQDN string `json:"poolFqdn"`
+}
+
+// OperationRequest is the body of POST /v1/operations. Params is decoded strictly into the kind's
+// parameter type; Bootstrap and StartBackupService take none ({} or absent).
+type OperationRequest struct {
+	ID     string          `json:"id"`
+	Kind   OperationKind   `json:"kind"`
+	Params json.RawMessage `json:"params,omitempty"`
+}
+
+// OperationState is the lifecycle state of an operation.
+type OperationState string
+
+const (
+	StatePending   OperationState = "Pending"
+	StateRunning   OperationState = "Running"
+	StateSucceeded OperationState = "Succeeded"
+	StateFailed    OperationState = "Failed"
+)
+
+// Done reports whether the state is final.
+func (s OperationState) Done() bool { return s == StateSucceeded || s == StateFailed }
+
+// Operation answers POST /v1/operations (202) and GET /v1/operations/{id}.
+type Operation struct {
+	ID      string          `json:"id"`
+	Kind    OperationKind   `json:"kind"`
+	Params  json.RawMessage `json:"params,omitempty"`
+	State   OperationState  `json:"state"`
+	Message string          `json:"message,omitempty"`
+	// Started and Finished are nil until the operation starts and finishes.
+	Started  *time.Time `json:"started,omitempty"`
+	Finished *time.Time `json:"finished,omitempty"`
+	// Retryable is true on a failure that may succeed when tried again (an interrupted run, a
+	// transient backend error); false when the same request would fail the same way.
+	Retryable bool `json:"retryable,omitempty"`
+}
+
+// Error codes of the Error body, each with its HTTP status.
+const (
+	CodeInvalid      = "Invalid"      // 400
+	CodeUnauthorized = "Unauthorized" // 401
+	CodeForbidden    = "Forbidden"    // 403
+	CodeNotFound     = "NotFound"     // 404
+	CodeConflict     = "Conflict"     // 409
+	CodeUnavailable  = "Unavailable"  // 503
+	CodeInternal     = "Internal"     // 500
+)
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
