@@ -16,8 +16,9 @@ if have kube-apiserver && have kubectl && have etcd; then
 fi
 
 export CGO_ENABLED=0
-ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${version#1.}"
-ldflags=${ldflags%.*}  # gitMinor is the minor number only: 1.37.2 -> 37
+minor=${version#*.}
+minor=${minor%%.*}
+ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v$version -X k8s.io/component-base/version.gitMajor=${version%%.*} -X k8s.io/component-base/version.gitMinor=$minor"
 
 if ! have etcd; then
   echo "building etcd into $out (about 1 minute, once)" >&2

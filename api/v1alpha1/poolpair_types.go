@@ -1,0 +1,410 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Finalizer holds a PoolPair until its deletion policy has been carried out.
+const Finalizer = "dr.lync.io/finalizer"
+
+// RequestedAtAnnotation asks for a reconcile (and a retry of a stalled step) now, without editing
+// the spec: set it to any new value, for example the current time. The value handled last is
+// reported in status.lastHandledReconcileAt.
+const RequestedAtAnnotation = "dr.lync.io/requested-at"
+
+// AgentTLSSecretLabel must be set to "true" on a Secret referenced by spec.agent.tlsSecretRef: the
+// manager only watches and reads Secrets carrying it.
+const AgentTLSSecretLabel = "dr.lync.io/agent-tls"
+
+// DeletionPolicy says what deleting a PoolPair does to the Lync topology.
+// +kubebuilder:validation:Enum=Retain;Unpair
+type DeletionPolicy string
+
+const (
+	// DeletionPolicyRetain leaves the pools paired in the topology; only the resource goes away.
+	DeletionPolicyRetain DeletionPolicy = "Retain"
+	// DeletionPolicyUnpair removes the backup association between the pools before the resource goes.
+	DeletionPolicyUnpair DeletionPolicy = "Unpair"
+)
+
+// Phase is the last milestone a PoolPair reached, in order, recomputed from what was observed.
+// +kubebuilder:validation:Enum=Pending;TopologyPublished;Bootstrapped;BackupServiceStarted;Synced;Deleting
+type Phase string
+
+const (
+	PhasePending              Phase = "Pending"
+	PhaseTopologyPublished    Phase = "TopologyPublished"
+	PhaseBootstrapped         Phase = "Bootstrapped"
+	PhaseBackupServiceStarted Phase = "BackupServiceStarted"
+	PhaseSynced               Phase = "Synced"
+	PhaseDeleting             Phase = "Deleting"
+)
+
+// Condition types. Ready is always present; Reconciling and Stalled only while True (kstatus).
+const (
+	ConditionReady                = "Ready"
+	ConditionReconciling          = "Reconciling"
+	ConditionStalled              = "Stalled"
+	ConditionTopologyPublished    = "TopologyPublished"
+	ConditionBootstrapped         = "Bootstrapped"
+	ConditionBackupServiceRunning = "BackupServiceRunning"
+	ConditionBackupSynced         = "BackupSynced"
+	ConditionAgentsReachable      = "AgentsReachable"
+)
+
+// PoolPair pairs two Lync Server Front End pools so that each backs up the other for disaster
+// recovery: the backup association is published in the topology, every Front End server of both
+// pools is bootstrapped, the Lync Backup Service (LYNCBACKUP) runs, and backup data is synchronized
+// in both directions. Failover and failback stay manual (Invoke-CsPoolFailOver, Invoke-CsPoolFailBack).
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=pp,categories=lync
+// +kubebuilder:printcolumn:name="Primary",type=string,JSONPath=`.spec.primary.fqdn`
+// +kubebuilder:printcolumn:name="Backup",type=string,JSONPath=`.spec.backup.fqdn`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Step",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Reconciling")].reason`
+// +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
+type PoolPair struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec PoolPairSpec `json:"spec"`
+	// +optional
+	Status PoolPairStatus `json:"status,omitempty"`
+}
+
+// PoolPairSpec says which two Front End pools back each other up, and how the operator pairs them.
+// +kubebuilder:validation:XValidation:rule="self.primary.fqdn != self.backup.fqdn",message="spec.backup.fqdn must differ from spec.primary.fqdn: a pool cannot back itself up"
+// +kubebuilder:validation:XValidation:rule="!has(self.primary.servers) || !has(self.backup.servers) || !self.primary.servers.exists(s, self.backup.servers.exists(t, t.fqdn == s.fqdn))",message="a Front End server cannot be listed in both spec.primary.servers and spec.backup.servers"
+type PoolPairSpec struct {
+	// Primary is one of the two pools. "Primary" only names a side: the pairing is reciprocal, each
+	// pool backs up the other.
+	// +required
+	Primary PoolSpec `json:"primary"`
+
+	// Backup is the other pool.
+	// +required
+	Backup PoolSpec `json:"backup"`
+
+	// VoiceFailover enables automatic failover and failback for voice (the registrar's
+	// -EnableAutomaticFailover). It does not make pool failover automatic: that always stays an
+	// administrator's decision.
+	// +optional
+	VoiceFailover *VoiceFailoverSpec `json:"voiceFailover,omitempty"`
+
+	// Bootstrap controls how Bootstrapper.exe is run on the Front End servers.
+	// +optional
+	// +kubebuilder:default={}
+	Bootstrap BootstrapSpec `json:"bootstrap,omitempty"`
+
+	// Agent says how the operator reaches the lync-agent on the pools and servers.
+	// +optional
+	// +kubebuilder:default={}
+	Agent AgentSpec `json:"agent,omitempty"`
+
+	// Sync controls how backup synchronization is checked.
+	// +optional
+	// +kubebuilder:default={}
+	Sync SyncSpec `json:"sync,omitempty"`
+
+	// DeletionPolicy says what deleting this PoolPair does: Retain leaves the pools paired in the
+	// topology; Unpair removes the backup association first.
+	// +optional
+	// +kubebuilder:default=Retain
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// Suspend pauses the operator for this pair: nothing is observed or started until it is false
+	// again. An operation already running on an agent finishes there.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// PoolSpec names a Front End pool and, optionally, its agents.
+type PoolSpec struct {
+	// FQDN is the pool's fully qualified domain name as in the topology, in lower case. It cannot
+	// be changed once set: pair different pools with a new PoolPair.
+	// +required
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="the pool FQDN is immutable: create a new PoolPair to pair other pools"
+	FQDN string `json:"fqdn"`
+
+	// AgentEndpoint is the https URL of the lync-agent that answers for the pool (topology reads,
+	// pairing, backup sync). Default: https://<fqdn>:<spec.agent.port>.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^https://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$`
+	AgentEndpoint string `json:"agentEndpoint,omitempty"`
+
+	// Servers are the pool's Front End servers. Default: the computers the topology lists for the
+	// pool. List them to give each server's agent endpoint, or to work on a subset while a server is
+	// being rebuilt.
+	// +optional
+	// +listType=map
+	// +listMapKey=fqdn
+	// +kubebuilder:validation:MaxItems=16
+	Servers []ServerSpec `json:"servers,omitempty"`
+}
+
+// ServerSpec names one Front End server.
+type ServerSpec struct {
+	// FQDN is the server's fully qualified domain name, in lower case.
+	// +required
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$`
+	FQDN string `json:"fqdn"`
+
+	// AgentEndpoint is the https URL of the server's lync-agent. Default: https://<fqdn>:<spec.agent.port>.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^https://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$`
+	AgentEndpoint string `json:"agentEndpoint,omitempty"`
+}
+
+// VoiceFailoverSpec are the voice resiliency settings written with the pairing.
+// +kubebuilder:validation:XValidation:rule="!has(self.failureDetectionInterval) || (duration(self.failureDetectionInterval) >= duration('30s') && duration(self.failureDetectionInterval) <= duration('24h'))",message="voiceFailover.failureDetectionInterval must be between 30s and 24h"
+// +kubebuilder:validation:XValidation:rule="!has(self.failbackDetectionInterval) || (duration(self.failbackDetectionInterval) >= duration('30s') && duration(self.failbackDetectionInterval) <= duration('24h'))",message="voiceFailover.failbackDetectionInterval must be between 30s and 24h"
+type VoiceFailoverSpec struct {
+	// Enabled turns on automatic failover and failback for voice.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// FailureDetectionInterval is how long the primary registrar must be unreachable before voice
+	// fails over (30s to 24h). Default: the product's.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	FailureDetectionInterval *metav1.Duration `json:"failureDetectionInterval,omitempty"`
+
+	// FailbackDetectionInterval is how long the primary registrar must be healthy again before voice
+	// fails back (30s to 24h). Default: the product's.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	FailbackDetectionInterval *metav1.Duration `json:"failbackDetectionInterval,omitempty"`
+}
+
+// BootstrapSpec controls Bootstrapper.exe runs.
+type BootstrapSpec struct {
+	// MaxParallelPerPool is how many Front End servers of one pool are bootstrapped at once. The two
+	// pools are bootstrapped in parallel. Keep it low: a bootstrapping server serves no users.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=16
+	MaxParallelPerPool int32 `json:"maxParallelPerPool,omitempty"`
+}
+
+// AgentSpec says how to reach and authenticate to the lync-agents.
+type AgentSpec struct {
+	// Port is the agents' HTTPS port, used where an endpoint is not given.
+	// +optional
+	// +kubebuilder:default=9443
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port,omitempty"`
+
+	// TLSSecretRef names a Secret in this PoolPair's namespace with the client certificate to
+	// present to the agents (tls.crt, tls.key) and the CA that signed the agents' certificates
+	// (ca.crt). The Secret must be labelled dr.lync.io/agent-tls: "true". Default: the manager's own
+	// client certificate (its --agent-tls-dir).
+	// +optional
+	TLSSecretRef *SecretReference `json:"tlsSecretRef,omitempty"`
+}
+
+// SecretReference names a Secret in the same namespace.
+type SecretReference struct {
+	// Name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+}
+
+// SyncSpec controls the backup synchronization checks.
+// +kubebuilder:validation:XValidation:rule="!has(self.stableFor) || duration(self.stableFor) >= duration('0s') && duration(self.stableFor) <= duration('24h')",message="sync.stableFor must be between 0s and 24h"
+// +kubebuilder:validation:XValidation:rule="!has(self.checkInterval) || duration(self.checkInterval) >= duration('10s') && duration(self.checkInterval) <= duration('24h')",message="sync.checkInterval must be between 10s and 24h"
+// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || duration(self.timeout) >= duration('1m') && duration(self.timeout) <= duration('168h')",message="sync.timeout must be between 1m and 168h"
+type SyncSpec struct {
+	// StableFor is how long both directions must stay healthy before the pair counts as synced.
+	// +optional
+	// +kubebuilder:default="2m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	StableFor *metav1.Duration `json:"stableFor,omitempty"`
+
+	// CheckInterval is how often a synced pair is observed again, to catch drift.
+	// +optional
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	CheckInterval *metav1.Duration `json:"checkInterval,omitempty"`
+
+	// Timeout is how long backup synchronization may take to become healthy after a forced sync
+	// before the pair is reported stalled.
+	// +optional
+	// +kubebuilder:default="2h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// PoolPairStatus is what the operator observed and what it is doing. Everything but the operation
+// in flight and the retry counters is recomputed from observation on every pass.
+type PoolPairStatus struct {
+	// ObservedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Phase is the last milestone reached, in order: Pending, TopologyPublished, Bootstrapped,
+	// BackupServiceStarted, Synced; Deleting while the deletion policy is carried out. It goes back
+	// when the deployment goes back (a stopped backup service drops Synced to Bootstrapped).
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// Conditions: Ready (always), Reconciling and Stalled (only while True), TopologyPublished,
+	// Bootstrapped, BackupServiceRunning, BackupSynced, AgentsReachable.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Servers are the Front End servers of both pools as last observed.
+	// +optional
+	// +listType=map
+	// +listMapKey=fqdn
+	Servers []ServerStatus `json:"servers,omitempty"`
+
+	// Backup is the backup synchronization state per direction.
+	// +optional
+	// +listType=map
+	// +listMapKey=from
+	Backup []BackupDirectionStatus `json:"backup,omitempty"`
+
+	// Operation is the pool-level step in flight (PairPools, SyncBackup, Unpair); per-server steps
+	// are in servers[].
+	// +optional
+	Operation *OperationStatus `json:"operation,omitempty"`
+
+	// LastOperation is the last pool-level step that finished.
+	// +optional
+	LastOperation *OperationStatus `json:"lastOperation,omitempty"`
+
+	// FailedAttempts counts consecutive failures of the pool-level step; it sets the retry backoff
+	// and survives a manager restart. Reset by success or by the requested-at annotation.
+	// +optional
+	FailedAttempts int32 `json:"failedAttempts,omitempty"`
+
+	// LastFailureTime is when the pool-level step last failed.
+	// +optional
+	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+
+	// LastHandledReconcileAt is the value of the dr.lync.io/requested-at annotation last handled.
+	// +optional
+	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
+}
+
+// ServerStatus is one Front End server as last observed.
+type ServerStatus struct {
+	// FQDN of the server.
+	FQDN string `json:"fqdn"`
+	// Pool the server belongs to.
+	Pool string `json:"pool"`
+	// Reachable is false when the server's agent did not answer on the last pass.
+	Reachable bool `json:"reachable"`
+	// Bootstrapped is true when Bootstrapper.exe succeeded on the server after the pairing was
+	// published and the backup service is installed.
+	Bootstrapped bool `json:"bootstrapped"`
+	// BackupService is the LYNCBACKUP service state: NotInstalled, Stopped, StartPending, Running...
+	// +optional
+	BackupService string `json:"backupService,omitempty"`
+	// LastBootstrapTime is when Bootstrapper.exe last finished on the server.
+	// +optional
+	LastBootstrapTime *metav1.Time `json:"lastBootstrapTime,omitempty"`
+	// Operation is the step in flight on this server.
+	// +optional
+	Operation *OperationStatus `json:"operation,omitempty"`
+	// LastOperation is the last step that finished on this server.
+	// +optional
+	LastOperation *OperationStatus `json:"lastOperation,omitempty"`
+	// FailedAttempts counts consecutive failures of this server's step (the retry backoff).
+	// +optional
+	FailedAttempts int32 `json:"failedAttempts,omitempty"`
+	// LastFailureTime is when this server's step last failed.
+	// +optional
+	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+}
+
+// BackupDirectionStatus is backup synchronization from one pool to the other.
+type BackupDirectionStatus struct {
+	// From is the pool whose data is exported.
+	From string `json:"from"`
+	// To is the pool that imports it.
+	To string `json:"to"`
+	// Healthy is true when every module exports FinalState or SteadyState (CMSMaster may be
+	// NotInitialized on the pool that does not host the CMS) and imports NormalState.
+	Healthy bool `json:"healthy"`
+	// StableSince is when the direction last became healthy.
+	// +optional
+	StableSince *metav1.Time `json:"stableSince,omitempty"`
+	// Modules are the backup modules' states.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Modules []BackupModuleStatus `json:"modules,omitempty"`
+}
+
+// BackupModuleStatus is one backup module's export and import state.
+type BackupModuleStatus struct {
+	// Name of the module, e.g. UserServices.PresenceFocus.
+	Name string `json:"name"`
+	// Export is FinalState, SteadyState, NonSteadyState, NotInitialized or ErrorState.
+	Export string `json:"export"`
+	// Import is NormalState or ErrorState.
+	Import string `json:"import"`
+}
+
+// OperationStatus is a step run by an agent.
+type OperationStatus struct {
+	// Kind is PairPools, Bootstrap, StartBackupService, SyncBackup or Unpair.
+	Kind string `json:"kind"`
+	// ID is the operation's idempotency key: <uid>/<step>/<target>/<generation>/<attempt>.
+	ID string `json:"id"`
+	// Target is the pool or server the step acts on.
+	Target string `json:"target"`
+	// Endpoint is the agent that runs the step.
+	Endpoint string `json:"endpoint"`
+	// State is Pending, Running, Succeeded or Failed.
+	// +optional
+	State string `json:"state,omitempty"`
+	// Attempt counts from 0 for the first try.
+	// +optional
+	Attempt int32 `json:"attempt,omitempty"`
+	// Started is when the step was started.
+	// +optional
+	Started *metav1.Time `json:"started,omitempty"`
+	// Finished is when the step finished.
+	// +optional
+	Finished *metav1.Time `json:"finished,omitempty"`
+	// Message is the agent's message, on failure the reason.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// PoolPairList is a list of PoolPairs.
+// +kubebuilder:object:root=true
+type PoolPairList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []PoolPair `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&PoolPair{}, &PoolPairList{})
+}
