@@ -5,6 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -32,12 +38,16 @@ func run() error {
 		leaderElect      bool
 		leaderElectionNS string
 		maxConcurrent    int
+		agentTLSDir      string
+		agentTimeout     time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one of several replicas reconciles.")
 	flag.StringVar(&leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election lease (default: the manager's own namespace).")
 	flag.IntVar(&maxConcurrent, "max-concurrent-reconciles", 4, "How many PoolPairs are reconciled in parallel.")
+	flag.StringVar(&agentTLSDir, "agent-tls-dir", "", "Directory with the default client certificate for the lync-agents (tls.crt, tls.key, ca.crt); re-read when the files change.")
+	flag.DurationVar(&agentTimeout, "agent-timeout", 5*time.Second, "Timeout of each request to a lync-agent.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -49,7 +59,11 @@ func run() error {
 	utilruntime.Must(drv1alpha1.AddToScheme(scheme))
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                  scheme,
+		Scheme: scheme,
+		// Secrets are cached only when labelled for the operator: it never lists the cluster's Secrets.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{drv1alpha1.AgentTLSSecretLabel: "true"})},
+		}},
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElect,
@@ -65,6 +79,9 @@ func run() error {
 	ctx := ctrl.SetupSignalHandler()
 	reconciler := &controllers.PoolPairReconciler{
 		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		AgentTLSDir:             agentTLSDir,
+		AgentTimeout:            agentTimeout,
 		Scheme:                  mgr.GetScheme(),
 		Recorder:                mgr.GetEventRecorder("poolpair-operator"),
 		MaxConcurrentReconciles: maxConcurrent,
@@ -85,4 +102,3 @@ func run() error {
 	}
 	return nil
 }
-

@@ -5,9 +5,13 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -18,45 +22,64 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
-	"github.com/lync-dr/poolpair-operator/internal/conditions"
-)
-
-// Condition reasons set by the reconciler.
-const (
-	ReasonPending            = "Pending"
-	ReasonPoolAlreadyClaimed = "PoolAlreadyClaimed"
-	ReasonSuspended          = "Suspended"
-	ReasonDeleting           = "Deleting"
+	"github.com/lync-dr/poolpair-operator/internal/metrics"
+	"github.com/lync-dr/poolpair-operator/internal/pairing"
 )
 
 // PoolPairReconciler reconciles PoolPair objects.
 type PoolPairReconciler struct {
 	client.Client
-	Scheme   *runtime.Scheme
-	Recorder events.EventRecorder
-	Clock    clock.PassiveClock
+	// APIReader reads around the cache: the cache holds only labelled Secrets, and a direct read
+	// tells an unlabelled Secret from a missing one.
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
 	// MaxConcurrentReconciles bounds parallel reconciles (default 1).
 	MaxConcurrentReconciles int
+
+	// AgentTLSDir holds the manager's default agent client certificate (tls.crt, tls.key, ca.crt).
+	AgentTLSDir string
+	// Connect builds the agent client for some TLS material; nil means *agentclient.Client.
+	Connect func(TLSMaterial) (AgentClient, error)
+	// AgentTimeout bounds each agent request (default 5s).
+	AgentTimeout time.Duration
+	// Backoff paces retries of failed steps (default pairing.DefaultBackoff).
+	Backoff pairing.Backoff
+	// OperationPollInterval is the fallback poll while a step runs; a finished step normally wakes
+	// its PoolPair at once through the long-poll watcher (default 30s).
+	OperationPollInterval time.Duration
+	// UnreachableRetry is how soon an unreachable agent is tried again (default 15s).
+	UnreachableRetry time.Duration
+
+	clientsMu sync.Mutex
+	clients   map[[32]byte]AgentClient
+	watcher   *operationWatcher
+	phases    metrics.PhaseTracker
 }
 
 // +kubebuilder:rbac:groups=dr.lync.io,resources=poolpairs,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=dr.lync.io,resources=poolpairs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=dr.lync.io,resources=poolpairs/finalizers,verbs=update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 
 // Reconcile observes one PoolPair's pools and moves it one step closer to Synced.
 func (r *PoolPairReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	pp := &drv1alpha1.PoolPair{}
 	if err := r.Get(ctx, req.NamespacedName, pp); err != nil {
+		if client.IgnoreNotFound(err) == nil {
+			r.watcher.forget(req.NamespacedName)
+			r.phases.Set(req.String(), "")
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 
-	if !pp.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, pp)
-	}
-	if !controllerutil.ContainsFinalizer(pp, drv1alpha1.Finalizer) {
+	if pp.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(pp, drv1alpha1.Finalizer) {
 		patch := client.MergeFrom(pp.DeepCopy())
 		controllerutil.AddFinalizer(pp, drv1alpha1.Finalizer)
 		if err := r.Patch(ctx, pp, patch); err != nil {
@@ -65,54 +88,28 @@ func (r *PoolPairReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 
 	before := pp.DeepCopy()
-	result, err := r.reconcileNormal(ctx, pp)
+	p := &pass{r: r, pp: pp, now: r.Clock.Now(), conds: conditionsFor(pp)}
+	var err error
+	if pp.DeletionTimestamp.IsZero() {
+		err = p.reconcileNormal(ctx)
+	} else {
+		err = p.reconcileDelete(ctx)
+		if err == nil && p.released {
+			r.watcher.forget(req.NamespacedName)
+			r.phases.Set(req.String(), "")
+			patch := client.MergeFrom(before)
+			controllerutil.RemoveFinalizer(pp, drv1alpha1.Finalizer)
+			return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, pp, patch))
+		}
+	}
+	r.phases.Set(req.String(), string(pp.Status.Phase))
 	if perr := r.patchStatus(ctx, before, pp); perr != nil && err == nil {
 		err = perr
 	}
-	return result, err
-}
-
-func (r *PoolPairReconciler) reconcileNormal(ctx context.Context, pp *drv1alpha1.PoolPair) (ctrl.Result, error) {
-	conds := conditions.Setter{Conditions: &pp.Status.Conditions, Generation: pp.Generation}
-	pp.Status.ObservedGeneration = pp.Generation
-	if pp.Status.Phase == "" {
-		pp.Status.Phase = drv1alpha1.PhasePending
-	}
-
-	other, pool, err := r.claimedBy(ctx, pp)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if other != nil {
-		msg := fmt.Sprintf("pool %s is already claimed by PoolPair %s/%s; delete one of the two PoolPairs", pool, other.Namespace, other.Name)
-		conds.True(drv1alpha1.ConditionStalled, ReasonPoolAlreadyClaimed, msg)
-		conds.Remove(drv1alpha1.ConditionReconciling)
-		conds.False(drv1alpha1.ConditionReady, ReasonPoolAlreadyClaimed, msg)
-		return ctrl.Result{}, nil
-	}
-	conds.Remove(drv1alpha1.ConditionStalled)
-
-	if pp.Spec.Suspend {
-		conds.Remove(drv1alpha1.ConditionReconciling)
-		conds.False(drv1alpha1.ConditionReady, ReasonSuspended, "spec.suspend is true: nothing is observed or started")
-		return ctrl.Result{}, nil
-	}
-
-	conds.True(drv1alpha1.ConditionReconciling, ReasonPending, "waiting for the pool agents")
-	conds.False(drv1alpha1.ConditionReady, ReasonPending, fmt.Sprintf("waiting to pair %s with %s", pp.Spec.Primary.FQDN, pp.Spec.Backup.FQDN))
-	return ctrl.Result{}, nil
-}
-
-func (r *PoolPairReconciler) reconcileDelete(ctx context.Context, pp *drv1alpha1.PoolPair) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(pp, drv1alpha1.Finalizer) {
-		return ctrl.Result{}, nil
-	}
-	patch := client.MergeFrom(pp.DeepCopy())
-	controllerutil.RemoveFinalizer(pp, drv1alpha1.Finalizer)
-	if err := r.Patch(ctx, pp, patch); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(fmt.Errorf("removing finalizer: %w", err))
-	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{RequeueAfter: p.requeue}, nil
 }
 
 // patchStatus writes the status only when it changed: no write, no watch event, no hot loop.
@@ -126,25 +123,65 @@ func (r *PoolPairReconciler) patchStatus(ctx context.Context, before, after *drv
 	return nil
 }
 
+// tlsSecretIndex indexes PoolPairs by the Secret they take their agent certificate from.
+const tlsSecretIndex = "spec.agent.tlsSecretRef.name"
+
 // SetupWithManager registers the controller and its watches.
 func (r *PoolPairReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &drv1alpha1.PoolPair{}, poolFQDNIndex, indexPoolFQDNs); err != nil {
+	if r.Backoff == (pairing.Backoff{}) {
+		r.Backoff = pairing.DefaultBackoff
+	}
+	if r.OperationPollInterval <= 0 {
+		r.OperationPollInterval = 30 * time.Second
+	}
+	if r.UnreachableRetry <= 0 {
+		r.UnreachableRetry = 15 * time.Second
+	}
+	r.watcher = newOperationWatcher()
+	r.watcher.start(ctx)
+
+	indexer := mgr.GetFieldIndexer()
+	if err := indexer.IndexField(ctx, &drv1alpha1.PoolPair{}, poolFQDNIndex, indexPoolFQDNs); err != nil {
 		return fmt.Errorf("indexing PoolPairs by pool FQDN: %w", err)
 	}
+	if err := indexer.IndexField(ctx, &drv1alpha1.PoolPair{}, tlsSecretIndex, func(obj client.Object) []string {
+		if ref := obj.(*drv1alpha1.PoolPair).Spec.Agent.TLSSecretRef; ref != nil {
+			return []string{ref.Name}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing PoolPairs by TLS Secret: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
+		// Status-only updates (our own writes) do not trigger a pass.
 		For(&drv1alpha1.PoolPair{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{},
 			predicate.AnnotationChangedPredicate{},
 		))).
 		// Another PoolPair appearing or going away can claim or release our pools.
 		Watches(&drv1alpha1.PoolPair{}, handler.EnqueueRequestsFromMapFunc(r.requestsForClaimants),
-			builder.WithPredicates(predicate.Funcs{
-				UpdateFunc: func(e event.UpdateEvent) bool { return false },
-			})).
+			builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
+		// A labelled agent TLS Secret created or rotated wakes the PoolPairs that use it.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret)).
+		// A finished agent operation wakes its PoolPair at once.
+		WatchesRawSource(source.Channel(r.watcher.events, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("poolpair").
 		Complete(r)
+}
+
+func (r *PoolPairReconciler) requestsForSecret(ctx context.Context, obj client.Object) []reconcile.Request {
+	var list drv1alpha1.PoolPairList
+	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{tlsSecretIndex: obj.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "finding PoolPairs that use a Secret")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, pp := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: pp.Namespace, Name: pp.Name}})
+	}
+	return reqs
 }

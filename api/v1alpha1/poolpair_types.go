@@ -353,6 +353,16 @@ type BackupDirectionStatus struct {
 	// StableSince is when the direction last became healthy.
 	// +optional
 	StableSince *metav1.Time `json:"stableSince,omitempty"`
+	// UnhealthySince is when the direction last became unhealthy while the backup service ran;
+	// unhealthy for longer than spec.sync.timeout stalls the pair.
+	// +optional
+	UnhealthySince *metav1.Time `json:"unhealthySince,omitempty"`
+	// Message says why the direction is not healthy.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// LastSyncTime is when a forced sync (Invoke-CsBackupServiceSync) of this direction last finished.
+	// +optional
+	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
 	// Modules are the backup modules' states.
 	// +optional
 	// +listType=map

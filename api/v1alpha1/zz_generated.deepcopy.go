@@ -52,6 +52,14 @@ func (in *BackupDirectionStatus) DeepCopyInto(out *BackupDirectionStatus) {
 		in, out := &in.StableSince, &out.StableSince
 		*out = (*in).DeepCopy()
 	}
+	if in.UnhealthySince != nil {
+		in, out := &in.UnhealthySince, &out.UnhealthySince
+		*out = (*in).DeepCopy()
+	}
+	if in.LastSyncTime != nil {
+		in, out := &in.LastSyncTime, &out.LastSyncTime
+		*out = (*in).DeepCopy()
+	}
 	if in.Modules != nil {
 		in, out := &in.Modules, &out.Modules
 		*out = make([]BackupModuleStatus, len(*in))

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lync-dr/poolpair-operator/internal/devcerts"
+	"github.com/lync-dr/poolpair-operator/internal/lync/sim"
+	"github.com/lync-dr/poolpair-operator/internal/protocol"
+)
+
+const simctlSynopsis = `simctl [--admin URL] --tls-dir DIR <command>
+
+Commands (against a running "lync-agent sim"):
+  stop-service FQDN              stop LYNCBACKUP on a simulated Front End server
+  unreachable FQDN true|false    make a pool or server endpoint drop every connection, or answer again
+  export-error POOL on|off       make every backup module of POOL export ErrorState, or recover
+  state                          print the simulated deployment's state (JSON)`
+
+func simctlCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var admin, tlsDir string
+	fs := newFlagSet("simctl", simctlSynopsis, stderr)
+	fs.StringVar(&admin, "admin", "https://127.0.0.1:19440", "`URL` of the sim admin API")
+	fs.StringVar(&tlsDir, "tls-dir", "", "`directory` with ca.crt, client.crt and client.key")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if tlsDir == "" {
+		return fmt.Errorf("%w: --tls-dir is required", errUsage)
+	}
+	method, path, body, err := simctlRequest(fs.Args())
+	if err != nil {
+		return err
+	}
+	client, err := simctlClient(tlsDir)
+	if err != nil {
+		return err
+	}
+	defer client.CloseIdleConnections()
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(rctx, method, strings.TrimSuffix(admin, "/")+path, rd)
+	if err != nil {
+		return fmt.Errorf("%w: --admin: %v", errUsage, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e protocol.Error
+		if json.Unmarshal(answer, &e) == nil && e.Message != "" {
+			return fmt.Errorf("%s: %s", e.Code, e.Message)
+		}
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	if fs.Arg(0) == "state" {
+		_, err = stdout.Write(answer)
+		return err
+	}
+	fmt.Fprintf(stdout, "ok: %s\n", strings.Join(fs.Args(), " "))
+	return nil
+}
+
+// simctlRequest maps a simctl command to a request of the sim admin API.
+func simctlRequest(args []string) (method, path string, body any, err error) {
+	if len(args) == 0 {
+		return "", "", nil, fmt.Errorf("%w: a command is required (stop-service, unreachable, export-error, state)", errUsage)
+	}
+	want := func(n int, form string) error {
+		if len(args) != n {
+			return fmt.Errorf("%w: usage: simctl %s", errUsage, form)
+		}
+		return nil
+	}
+	onOff := func(v string, yes, no string) (bool, error) {
+		switch strings.ToLower(v) {
+		case yes:
+			return true, nil
+		case no:
+			return false, nil
+		}
+		return false, fmt.Errorf("%w: %q: want %s or %s", errUsage, v, yes, no)
+	}
+	esc := url.PathEscape
+	switch args[0] {
+	case "state":
+		if err := want(1, "state"); err != nil {
+			return "", "", nil, err
+		}
+		return http.MethodGet, sim.AdminPrefix + "/state", nil, nil
+	case "stop-service":
+		if err := want(2, "stop-service FQDN"); err != nil {
+			return "", "", nil, err
+		}
+		return http.MethodPost, sim.AdminPrefix + "/servers/" + esc(args[1]) + "/stop-backup-service", nil, nil
+	case "unreachable":
+		if err := want(3, "unreachable FQDN true|false"); err != nil {
+			return "", "", nil, err
+		}
+		v, err := onOff(args[2], "true", "false")
+		if err != nil {
+			return "", "", nil, err
+		}
+		return http.MethodPost, sim.AdminPrefix + "/endpoints/" + esc(args[1]) + "/unreachable", map[string]bool{"unreachable": v}, nil
+	case "export-error":
+		if err := want(3, "export-error POOL on|off"); err != nil {
+			return "", "", nil, err
+		}
+		v, err := onOff(args[2], "on", "off")
+		if err != nil {
+			return "", "", nil, err
+		}
+		return http.MethodPost, sim.AdminPrefix + "/pools/" + esc(args[1]) + "/export-error", map[string]any{"module": "", "on": v}, nil
+	}
+	return "", "", nil, fmt.Errorf("%w: unknown simctl command %q", errUsage, args[0])
+}
+
+func simctlClient(dir string) (*http.Client, error) {
+	caPEM, err := readFile("tls-dir", filepath.Join(dir, devcerts.CACertFile))
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, devcerts.ClientCertFile), filepath.Join(dir, devcerts.ClientKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("--tls-dir: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("--tls-dir: ca.crt holds no PEM certificate")
+	}
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, Certificates: []tls.Certificate{cert}},
+	}}, nil
+}

@@ -1,0 +1,171 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
+	"github.com/lync-dr/poolpair-operator/internal/pairing"
+	"github.com/lync-dr/poolpair-operator/internal/protocol"
+)
+
+// Progress reasons (the Reconciling condition, and the Step printer column).
+const (
+	StepPairingPools          = "PairingPools"
+	StepBootstrapping         = "Bootstrapping"
+	StepStartingBackupService = "StartingBackupService"
+	StepSyncingBackup         = "SyncingBackup"
+	StepWaitingForStableSync  = "WaitingForStableSync"
+	StepWaitingForAgents      = "WaitingForAgents"
+	StepUnpairing             = "Unpairing"
+)
+
+// advance starts the step of the first unmet milestone, as far as agents, parallelism and backoff
+// allow. Steps run in the runbook's order: pair, bootstrap every server, start the backup service,
+// sync both ways.
+func (p *pass) advance(ctx context.Context, m pairing.Milestones) {
+	pp, st := p.pp, &p.pp.Status
+	pri, bak := &p.obs.Primary, &p.obs.Backup
+	switch {
+	case !pri.ok() || !bak.ok():
+		p.progress(StepWaitingForAgents, "waiting for the pool agents to answer")
+		p.wantRequeue(p.r.UnreachableRetry)
+
+	case !m.TopologyPublished:
+		msg := fmt.Sprintf("Publishing the pairing of %s and %s in the topology", pri.FQDN, bak.FQDN)
+		if st.Operation == nil {
+			p.start(ctx, poolSlot(pp), protocol.KindPairPools, pri.FQDN, pri.Endpoint, pairParams(pp), msg)
+		}
+		p.progress(StepPairingPools, p.orWaiting(msg, st.Operation != nil))
+
+	case !m.Bootstrapped:
+		p.advanceServers(ctx, protocol.KindBootstrap, StepBootstrapping, "Bootstrapping", "bootstrapped",
+			func(s *drv1alpha1.ServerStatus) bool { return s.Bootstrapped }, max(int(pp.Spec.Bootstrap.MaxParallelPerPool), 1))
+
+	case !m.BackupServiceRunning:
+		// Starting a service is light and safe to repeat: every server at once.
+		p.advanceServers(ctx, protocol.KindStartBackupService, StepStartingBackupService, "Starting LYNCBACKUP on", "running LYNCBACKUP",
+			func(s *drv1alpha1.ServerStatus) bool { return s.BackupService == protocol.ServiceRunning }, len(st.Servers))
+
+	case !m.BackupSynced:
+		p.advanceSync(ctx)
+
+	default:
+		p.wantRequeue(durationOr(pp.Spec.Sync.CheckInterval, 5*time.Minute))
+	}
+}
+
+// advanceServers runs a per-server step on every server that needs it, at most perPool at once in
+// each pool, and reports progress such as "Bootstrapping fe02.pool01.contoso.com (3 of 4 servers)".
+func (p *pass) advanceServers(ctx context.Context, kind protocol.OperationKind, step, verb, doneWord string, done func(*drv1alpha1.ServerStatus) bool, perPool int) {
+	st := &p.pp.Status
+	busy := map[string]int{}
+	for i := range st.Servers {
+		if op := st.Servers[i].Operation; op != nil && op.Kind == string(kind) {
+			busy[st.Servers[i].Pool]++
+		}
+	}
+	var active []string
+	finished := 0
+	for i := range st.Servers {
+		s := &st.Servers[i]
+		switch {
+		case done(s):
+			finished++
+			continue
+		case s.Operation != nil:
+			if s.Operation.Kind == string(kind) {
+				active = append(active, s.FQDN)
+			}
+			continue
+		case !s.Reachable || busy[s.Pool] >= perPool:
+			continue
+		}
+		note := fmt.Sprintf("%s %s (server %d of %d)", verb, s.FQDN, finished+len(active)+1, len(st.Servers))
+		if p.start(ctx, serverSlot(s), kind, s.FQDN, p.serverEndpoint(s.FQDN), nil, note) {
+			busy[s.Pool]++
+			active = append(active, s.FQDN)
+		}
+	}
+	msg := fmt.Sprintf("%d of %d servers %s", finished, len(st.Servers), doneWord)
+	if len(active) > 0 {
+		msg = fmt.Sprintf("%s %s (%s)", verb, strings.Join(active, ", "), msg)
+	}
+	p.progress(step, p.orWaiting(msg, len(active) > 0))
+}
+
+// advanceSync forces a backup sync of each unhealthy direction, one pool at a time, no more often
+// than spec.sync.checkInterval, and waits for both directions to stay healthy for stableFor.
+func (p *pass) advanceSync(ctx context.Context) {
+	pp, st := p.pp, &p.pp.Status
+	checkInterval := durationOr(pp.Spec.Sync.CheckInterval, 5*time.Minute)
+	stableFor := durationOr(pp.Spec.Sync.StableFor, 2*time.Minute)
+	// A forced sync drains within moments on a healthy pair; look again soon, within the interval.
+	poll := min(checkInterval, 15*time.Second)
+	var unhealthy []string
+	for i := range st.Backup {
+		d := &st.Backup[i]
+		if d.Healthy {
+			if left := d.StableSince.Add(stableFor).Sub(p.now); left > 0 {
+				p.wantRequeue(left)
+			}
+			continue
+		}
+		unhealthy = append(unhealthy, fmt.Sprintf("%s -> %s: %s", d.From, d.To, d.Message))
+		if st.Operation != nil {
+			continue
+		}
+		if d.LastSyncTime != nil && p.now.Sub(d.LastSyncTime.Time) < checkInterval {
+			p.wantRequeue(poll)
+			continue
+		}
+		endpoint := p.obs.Primary.Endpoint
+		if d.From == p.obs.Backup.FQDN {
+			endpoint = p.obs.Backup.Endpoint
+		}
+		p.start(ctx, poolSlot(pp), protocol.KindSyncBackup, d.From, endpoint, protocol.SyncBackupParams{PoolFQDN: d.From},
+			fmt.Sprintf("Forcing a backup sync from %s to %s", d.From, d.To))
+	}
+	if len(unhealthy) == 0 {
+		p.progress(StepWaitingForStableSync, fmt.Sprintf("both directions healthy; waiting until they have been for %s", stableFor))
+		return
+	}
+	if st.Operation != nil && st.Operation.Kind == string(protocol.KindSyncBackup) {
+		p.progress(StepSyncingBackup, fmt.Sprintf("Syncing backup from %s (%s)", st.Operation.Target, strings.Join(unhealthy, "; ")))
+		return
+	}
+	p.progress(StepSyncingBackup, p.orWaiting("waiting for backup to drain: "+strings.Join(unhealthy, "; "), false))
+}
+
+// orWaiting appends why nothing could start, when that is the news.
+func (p *pass) orWaiting(msg string, running bool) string {
+	if !running && p.waiting != "" {
+		return msg + "; " + p.waiting
+	}
+	return msg
+}
+
+func (p *pass) serverEndpoint(fqdn string) string {
+	for _, s := range p.obs.Servers {
+		if s.FQDN == fqdn {
+			return s.Endpoint
+		}
+	}
+	return endpointFor("", fqdn, p.pp.Spec.Agent.Port)
+}
+
+func pairParams(pp *drv1alpha1.PoolPair) protocol.PairPoolsParams {
+	params := protocol.PairPoolsParams{PrimaryFQDN: pp.Spec.Primary.FQDN, BackupFQDN: pp.Spec.Backup.FQDN}
+	if v := pp.Spec.VoiceFailover; v != nil {
+		params.VoiceFailover = &protocol.VoiceFailover{Enabled: v.Enabled}
+		if v.FailureDetectionInterval != nil {
+			params.VoiceFailover.FailureDetectionIntervalSeconds = int(v.FailureDetectionInterval.Seconds())
+		}
+		if v.FailbackDetectionInterval != nil {
+			params.VoiceFailover.FailbackDetectionIntervalSeconds = int(v.FailbackDetectionInterval.Seconds())
+		}
+	}
+	return params
+}

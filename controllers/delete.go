@@ -1,0 +1,108 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
+	"github.com/lync-dr/poolpair-operator/internal/protocol"
+)
+
+// reconcileDelete carries out the deletion policy. Retain touches nothing. Unpair removes the
+// backup association (only between these two pools, never a third pool's) and keeps the finalizer
+// until the topology shows it gone; while an agent cannot be reached, a condition says why and how
+// to let go.
+func (p *pass) reconcileDelete(ctx context.Context) error {
+	pp, st := p.pp, &p.pp.Status
+	p.before = append(p.before[:0], st.Conditions...)
+	st.Phase = drv1alpha1.PhaseDeleting
+	if pp.Spec.DeletionPolicy != drv1alpha1.DeletionPolicyUnpair {
+		p.released = true
+		return nil
+	}
+	// A PoolPair that never held its pools must not unpair them from under their owner.
+	if other, _, err := p.r.claimedBy(ctx, pp); err != nil {
+		return err
+	} else if other != nil {
+		p.released = true
+		return nil
+	}
+	letGo := fmt.Sprintf("to delete without unpairing: kubectl patch poolpair -n %s %s --type merge -p '{\"spec\":{\"deletionPolicy\":\"Retain\"}}'", pp.Namespace, pp.Name)
+	if !p.connect(ctx) {
+		p.blocked(fmt.Sprintf("cannot unpair: %s; %s", p.stalled.Message, letGo))
+		return nil
+	}
+	if p.track(ctx, poolSlot(pp)) {
+		p.deleting(StepUnpairing, fmt.Sprintf("Unpairing %s and %s", pp.Spec.Primary.FQDN, pp.Spec.Backup.FQDN))
+		return nil
+	}
+
+	obs := &observation{
+		Primary: poolObservation{FQDN: pp.Spec.Primary.FQDN, Partner: pp.Spec.Backup.FQDN, Endpoint: endpointFor(pp.Spec.Primary.AgentEndpoint, pp.Spec.Primary.FQDN, pp.Spec.Agent.Port)},
+		Backup:  poolObservation{FQDN: pp.Spec.Backup.FQDN, Partner: pp.Spec.Primary.FQDN, Endpoint: endpointFor(pp.Spec.Backup.AgentEndpoint, pp.Spec.Backup.FQDN, pp.Spec.Agent.Port)},
+	}
+	var wg sync.WaitGroup
+	for _, pool := range obs.pools() {
+		wg.Go(func() { pool.Pool, pool.Err = p.agents.Pool(ctx, pool.Endpoint, pool.FQDN) })
+	}
+	wg.Wait()
+	p.obs = obs
+	for _, pool := range obs.pools() {
+		if !pool.ok() && !pool.notFound() {
+			p.wantRequeue(p.r.UnreachableRetry)
+			p.blocked(fmt.Sprintf("cannot unpair: the agent of pool %s at %s does not answer (%s); the finalizer stays until it does; %s",
+				pool.FQDN, pool.Endpoint, shortError(pool.Err), letGo))
+			return nil
+		}
+	}
+	pairedWithUs := func(pool *poolObservation) bool {
+		return pool.ok() && protocol.SameFQDN(pool.Pool.BackupPool, pool.Partner)
+	}
+	if !pairedWithUs(&obs.Primary) && !pairedWithUs(&obs.Backup) {
+		p.released = true
+		return nil
+	}
+	msg := fmt.Sprintf("Unpairing %s and %s", pp.Spec.Primary.FQDN, pp.Spec.Backup.FQDN)
+	p.start(ctx, poolSlot(pp), protocol.KindUnpair, obs.Primary.FQDN, obs.Primary.Endpoint,
+		protocol.UnpairParams{PrimaryFQDN: pp.Spec.Primary.FQDN, BackupFQDN: pp.Spec.Backup.FQDN}, msg)
+	if p.r.Backoff.Exhausted(st.FailedAttempts) {
+		p.blocked(fmt.Sprintf("Unpair failed %d times: %s; retry with the %s annotation, or %s", st.FailedAttempts, lastMessage(st.LastOperation), drv1alpha1.RequestedAtAnnotation, letGo))
+		return nil
+	}
+	p.deleting(StepUnpairing, p.orWaiting(msg, st.Operation != nil))
+	return nil
+}
+
+func (p *pass) deleting(reason, msg string) {
+	p.conds.Remove(drv1alpha1.ConditionStalled)
+	p.conds.True(drv1alpha1.ConditionReconciling, reason, msg)
+	p.conds.False(drv1alpha1.ConditionReady, ReasonDeleting, msg)
+}
+
+func (p *pass) blocked(msg string) {
+	p.conds.Remove(drv1alpha1.ConditionReconciling)
+	p.conds.True(drv1alpha1.ConditionStalled, ReasonUnpairBlocked, msg)
+	p.conds.False(drv1alpha1.ConditionReady, ReasonUnpairBlocked, msg)
+	if was := p.before; was == nil || !hasReason(was, drv1alpha1.ConditionStalled, ReasonUnpairBlocked) {
+		p.event(eventWarning, ReasonUnpairBlocked, "Unpair", "%s", msg)
+	}
+}
+
+func hasReason(conds []metav1.Condition, t, reason string) bool {
+	for _, c := range conds {
+		if c.Type == t && c.Reason == reason {
+			return true
+		}
+	}
+	return false
+}
+
+func lastMessage(op *drv1alpha1.OperationStatus) string {
+	if op == nil {
+		return "no message"
+	}
+	return op.Message
+}

@@ -1,0 +1,152 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+
+	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
+	"github.com/lync-dr/poolpair-operator/internal/agentclient"
+	"github.com/lync-dr/poolpair-operator/internal/protocol"
+)
+
+// poolObservation is one pool as its agent described it.
+type poolObservation struct {
+	FQDN     string
+	Partner  string
+	Endpoint string
+	Pool     protocol.Pool
+	// Err is the agent's error; NotFound means the pool is not in the topology.
+	Err error
+}
+
+func (p *poolObservation) ok() bool { return p.Err == nil }
+
+func (p *poolObservation) notFound() bool { return errors.Is(p.Err, agentclient.ErrNotFound) }
+
+// serverObservation is one Front End server as its agent described it.
+type serverObservation struct {
+	FQDN     string
+	Pool     string
+	Partner  string
+	Endpoint string
+	Server   protocol.Server
+	Err      error
+}
+
+// directionObservation is backup synchronization from one pool to the other.
+type directionObservation struct {
+	From, To string
+	HostsCMS bool
+	Endpoint string
+	Status   protocol.BackupStatus
+	Err      error
+	// Read is false when the direction was not asked for (the pools are not paired yet).
+	Read bool
+}
+
+// observation is everything one pass saw. It is gathered afresh on every pass: status is derived
+// from it, never from what the controller remembers doing.
+type observation struct {
+	Primary, Backup poolObservation
+	Servers         []serverObservation
+	Directions      []directionObservation
+}
+
+// pools returns both pool observations.
+func (o *observation) pools() []*poolObservation { return []*poolObservation{&o.Primary, &o.Backup} }
+
+// failures lists every agent that did not answer, as "name (endpoint): error".
+func (o *observation) failures() []string {
+	var out []string
+	add := func(name, endpoint string, err error) {
+		if err != nil && !errors.Is(err, agentclient.ErrNotFound) {
+			out = append(out, fmt.Sprintf("%s (%s): %v", name, endpoint, shortError(err)))
+		}
+	}
+	for _, p := range o.pools() {
+		add(p.FQDN, p.Endpoint, p.Err)
+	}
+	for _, s := range o.Servers {
+		add(s.FQDN, s.Endpoint, s.Err)
+	}
+	for _, d := range o.Directions {
+		if d.Read {
+			add("backup status of "+d.From, d.Endpoint, d.Err)
+		}
+	}
+	return out
+}
+
+// shortError drops the wrapping that repeats the endpoint.
+func shortError(err error) string {
+	var apiErr *agentclient.APIError
+	if errors.As(err, &apiErr) {
+		return fmt.Sprintf("%d %s: %s", apiErr.Status, apiErr.Code, apiErr.Message)
+	}
+	return err.Error()
+}
+
+// observe reads both pools, then every server and both backup directions, in parallel with short
+// per-request timeouts: a pass costs two round trips however many servers there are.
+func observe(ctx context.Context, agents AgentClient, pp *drv1alpha1.PoolPair) *observation {
+	port := pp.Spec.Agent.Port
+	if port == 0 {
+		port = 9443
+	}
+	obs := &observation{
+		Primary: poolObservation{FQDN: pp.Spec.Primary.FQDN, Partner: pp.Spec.Backup.FQDN, Endpoint: endpointFor(pp.Spec.Primary.AgentEndpoint, pp.Spec.Primary.FQDN, port)},
+		Backup:  poolObservation{FQDN: pp.Spec.Backup.FQDN, Partner: pp.Spec.Primary.FQDN, Endpoint: endpointFor(pp.Spec.Backup.AgentEndpoint, pp.Spec.Backup.FQDN, port)},
+	}
+	var wg sync.WaitGroup
+	for _, p := range obs.pools() {
+		wg.Go(func() { p.Pool, p.Err = agents.Pool(ctx, p.Endpoint, p.FQDN) })
+	}
+	wg.Wait()
+
+	specs := map[string]drv1alpha1.PoolSpec{pp.Spec.Primary.FQDN: pp.Spec.Primary, pp.Spec.Backup.FQDN: pp.Spec.Backup}
+	for _, p := range obs.pools() {
+		spec := specs[p.FQDN]
+		if len(spec.Servers) > 0 {
+			for _, s := range spec.Servers {
+				obs.Servers = append(obs.Servers, serverObservation{FQDN: s.FQDN, Pool: p.FQDN, Partner: p.Partner, Endpoint: endpointFor(s.AgentEndpoint, s.FQDN, port)})
+			}
+		} else if p.ok() {
+			for _, c := range p.Pool.Computers {
+				fqdn := strings.ToLower(c)
+				obs.Servers = append(obs.Servers, serverObservation{FQDN: fqdn, Pool: p.FQDN, Partner: p.Partner, Endpoint: endpointFor("", fqdn, port)})
+			}
+		}
+	}
+	for i := range obs.Servers {
+		s := &obs.Servers[i]
+		wg.Go(func() { s.Server, s.Err = agents.Server(ctx, s.Endpoint) })
+	}
+	if obs.Primary.ok() && obs.Backup.ok() {
+		for _, p := range obs.pools() {
+			obs.Directions = append(obs.Directions, directionObservation{From: p.FQDN, To: p.Partner, HostsCMS: p.Pool.HostsCMS, Endpoint: p.Endpoint})
+		}
+		// Backup status only means something between paired pools.
+		if protocol.SameFQDN(obs.Primary.Pool.BackupPool, obs.Backup.FQDN) && protocol.SameFQDN(obs.Backup.Pool.BackupPool, obs.Primary.FQDN) {
+			for i := range obs.Directions {
+				d := &obs.Directions[i]
+				d.Read = true
+				wg.Go(func() { d.Status, d.Err = agents.BackupStatus(ctx, d.Endpoint, d.From) })
+			}
+		}
+	}
+	wg.Wait()
+	return obs
+}
+
+// endpointFor is the agent URL: the one given, else https://<fqdn>:<port>.
+func endpointFor(given, fqdn string, port int32) string {
+	if given != "" {
+		return strings.TrimSuffix(given, "/")
+	}
+	return "https://" + net.JoinHostPort(fqdn, strconv.Itoa(int(port)))
+}

@@ -1,0 +1,357 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
+	"github.com/lync-dr/poolpair-operator/internal/conditions"
+	"github.com/lync-dr/poolpair-operator/internal/pairing"
+	"github.com/lync-dr/poolpair-operator/internal/protocol"
+)
+
+// pass is one reconcile of one PoolPair: observe, derive, act, report.
+type pass struct {
+	r      *PoolPairReconciler
+	pp     *drv1alpha1.PoolPair
+	now    time.Time
+	conds  conditions.Setter
+	before []metav1.Condition
+
+	agents AgentClient
+	obs    *observation
+
+	// stalled is the first problem only a human can fix, seen this pass.
+	stalled *stallError
+	// progressReason and progressMessage say what the pair is doing (the Reconciling condition).
+	progressReason, progressMessage string
+	// waiting says why a step could not start now (backoff, a busy target, an agent down).
+	waiting string
+	// requeue is the soonest time the pass wants to look again (0: only on events).
+	requeue time.Duration
+	// released is set when deletion may remove the finalizer.
+	released bool
+}
+
+func conditionsFor(pp *drv1alpha1.PoolPair) conditions.Setter {
+	return conditions.Setter{Conditions: &pp.Status.Conditions, Generation: pp.Generation}
+}
+
+func (p *pass) key() types.NamespacedName {
+	return types.NamespacedName{Namespace: p.pp.Namespace, Name: p.pp.Name}
+}
+
+func (p *pass) wantRequeue(d time.Duration) {
+	if d > 0 && (p.requeue == 0 || d < p.requeue) {
+		p.requeue = d
+	}
+}
+
+func (p *pass) stall(reason, message string) {
+	if p.stalled == nil {
+		p.stalled = &stallError{Reason: reason, Message: message}
+	}
+}
+
+func (p *pass) progress(reason, message string) {
+	if p.progressReason == "" {
+		p.progressReason, p.progressMessage = reason, message
+	}
+}
+
+// reconcileNormal drives a live PoolPair.
+func (p *pass) reconcileNormal(ctx context.Context) error {
+	pp, st := p.pp, &p.pp.Status
+	p.before = append([]metav1.Condition(nil), st.Conditions...)
+	st.ObservedGeneration = pp.Generation
+	if st.Phase == "" || st.Phase == drv1alpha1.PhaseDeleting {
+		st.Phase = drv1alpha1.PhasePending
+	}
+	p.handleRequestedAt()
+
+	other, pool, err := p.r.claimedBy(ctx, pp)
+	if err != nil {
+		return err
+	}
+	if other != nil {
+		p.stall(ReasonPoolAlreadyClaimed, fmt.Sprintf("pool %s is already claimed by PoolPair %s/%s; delete one of the two PoolPairs", pool, other.Namespace, other.Name))
+		p.report(nil)
+		return nil
+	}
+	if pp.Spec.Suspend {
+		p.conds.Remove(drv1alpha1.ConditionStalled)
+		p.conds.Remove(drv1alpha1.ConditionReconciling)
+		p.conds.False(drv1alpha1.ConditionReady, ReasonSuspended, "spec.suspend is true: nothing is observed or started")
+		return nil
+	}
+	if !p.connect(ctx) {
+		p.report(nil)
+		return nil
+	}
+
+	// Finished steps first, so the observation that follows sees their effect.
+	p.track(ctx, poolSlot(pp))
+	for i := range st.Servers {
+		if st.Servers[i].Operation != nil {
+			p.track(ctx, serverSlot(&st.Servers[i]))
+		}
+	}
+
+	p.obs = observe(ctx, p.agents, pp)
+	p.updateServers()
+	m := p.milestones()
+	p.updateDirections(m.BackupServiceRunning)
+	m.BackupSynced = p.synced()
+	p.checkRules()
+	if p.stalled == nil {
+		p.advance(ctx, m)
+	}
+	p.checkSyncTimeout(m)
+	p.report(&m)
+	return nil
+}
+
+// connect resolves the agent client, or stalls.
+func (p *pass) connect(ctx context.Context) bool {
+	material, err := p.r.agentTLS(ctx, p.pp)
+	if err == nil {
+		p.agents, err = p.r.connect(material)
+	}
+	if err == nil {
+		return true
+	}
+	if se, ok := err.(*stallError); ok {
+		p.stall(se.Reason, se.Message)
+		if p.pp.Spec.Agent.TLSSecretRef == nil {
+			// Files, not watched: look again for a mounted certificate.
+			p.wantRequeue(p.r.UnreachableRetry)
+		}
+		return false
+	}
+	p.stall(ReasonAgentTLSSecretInvalid, err.Error())
+	p.wantRequeue(p.r.UnreachableRetry)
+	return false
+}
+
+// handleRequestedAt answers the requested-at annotation: retry now, forgetting past failures.
+func (p *pass) handleRequestedAt() {
+	st := &p.pp.Status
+	v, ok := p.pp.Annotations[drv1alpha1.RequestedAtAnnotation]
+	if !ok || v == st.LastHandledReconcileAt {
+		return
+	}
+	st.LastHandledReconcileAt = v
+	st.FailedAttempts, st.LastFailureTime = 0, nil
+	for i := range st.Servers {
+		st.Servers[i].FailedAttempts, st.Servers[i].LastFailureTime = 0, nil
+	}
+	for i := range st.Backup {
+		st.Backup[i].UnhealthySince = nil
+	}
+}
+
+// updateServers rebuilds status.servers from the observation. The step memory of each server is
+// carried over; what an unreachable agent could not tell is carried over too, marked unreachable.
+func (p *pass) updateServers() {
+	st := &p.pp.Status
+	old := map[string]drv1alpha1.ServerStatus{}
+	for _, s := range st.Servers {
+		old[s.FQDN] = s
+	}
+	var servers []drv1alpha1.ServerStatus
+	for _, pool := range p.obs.pools() {
+		listed := false
+		for _, o := range p.obs.Servers {
+			if o.Pool != pool.FQDN {
+				continue
+			}
+			listed = true
+			s := old[o.FQDN]
+			s.FQDN, s.Pool = o.FQDN, o.Pool
+			s.Reachable = o.Err == nil
+			if o.Err == nil {
+				s.Bootstrapped = pairing.ServerBootstrapped(o.Server, o.Partner)
+				s.BackupService = "NotInstalled"
+				if o.Server.BackupService.Installed {
+					s.BackupService = o.Server.BackupService.Status
+				}
+				s.LastBootstrapTime = nil
+				if b := o.Server.LastBootstrap; b != nil {
+					t := metav1.NewTime(b.Finished)
+					s.LastBootstrapTime = &t
+				}
+			}
+			servers = append(servers, s)
+		}
+		if !listed && !pool.ok() {
+			// The pool's agent is down and the spec lists no servers: keep what we knew.
+			for _, s := range st.Servers {
+				if s.Pool == pool.FQDN {
+					s.Reachable = false
+					servers = append(servers, s)
+				}
+			}
+		}
+	}
+	st.Servers = servers
+}
+
+// milestones derives the runbook's checkpoints from the observation (BackupSynced comes later,
+// from the direction status).
+func (p *pass) milestones() pairing.Milestones {
+	var m pairing.Milestones
+	if p.obs.Primary.ok() && p.obs.Backup.ok() {
+		m.TopologyPublished = pairing.Paired(p.obs.Primary.Pool, p.obs.Backup.Pool)
+	} else {
+		// A pool agent did not answer: what we knew still stands until it does.
+		m.TopologyPublished = conditions.IsTrue(p.before, drv1alpha1.ConditionTopologyPublished)
+	}
+	perPool := map[string]int{}
+	m.Bootstrapped, m.BackupServiceRunning = m.TopologyPublished, m.TopologyPublished
+	for _, s := range p.pp.Status.Servers {
+		perPool[s.Pool]++
+		m.Bootstrapped = m.Bootstrapped && s.Bootstrapped
+		m.BackupServiceRunning = m.BackupServiceRunning && s.BackupService == protocol.ServiceRunning
+	}
+	if perPool[p.pp.Spec.Primary.FQDN] == 0 || perPool[p.pp.Spec.Backup.FQDN] == 0 {
+		m.Bootstrapped, m.BackupServiceRunning = false, false
+	}
+	m.BackupServiceRunning = m.BackupServiceRunning && m.Bootstrapped
+	return m
+}
+
+// updateDirections rebuilds status.backup from the observed backup status of both directions.
+func (p *pass) updateDirections(serviceRunning bool) {
+	st := &p.pp.Status
+	old := map[string]drv1alpha1.BackupDirectionStatus{}
+	for _, d := range st.Backup {
+		old[d.From] = d
+	}
+	var dirs []drv1alpha1.BackupDirectionStatus
+	for _, o := range p.obs.Directions {
+		if !o.Read {
+			continue
+		}
+		d := old[o.From]
+		d.From, d.To = o.From, o.To
+		if last := st.LastOperation; last != nil && last.Kind == string(protocol.KindSyncBackup) && last.Target == o.From &&
+			last.State == string(protocol.StateSucceeded) && last.Finished != nil && (d.LastSyncTime == nil || d.LastSyncTime.Before(last.Finished)) {
+			d.LastSyncTime = last.Finished.DeepCopy()
+		}
+		if o.Err != nil {
+			dirs = append(dirs, d) // unknown this pass: keep what we knew
+			continue
+		}
+		healthy, why := pairing.DirectionHealth(o.Status, o.HostsCMS)
+		d.Modules = nil
+		for _, mod := range o.Status.Modules {
+			d.Modules = append(d.Modules, drv1alpha1.BackupModuleStatus{Name: mod.Identity, Export: mod.ExportStatus, Import: mod.ImportStatus})
+		}
+		now := metav1.NewTime(p.now)
+		if healthy {
+			if !d.Healthy || d.StableSince == nil {
+				d.StableSince = &now
+			}
+			d.UnhealthySince, d.Message = nil, ""
+		} else {
+			d.StableSince, d.Message = nil, why
+			if !serviceRunning {
+				d.UnhealthySince = nil
+			} else if d.Healthy || d.UnhealthySince == nil {
+				d.UnhealthySince = &now
+			}
+		}
+		d.Healthy = healthy
+		dirs = append(dirs, d)
+	}
+	st.Backup = dirs
+}
+
+// synced reports whether both directions have been healthy for spec.sync.stableFor.
+func (p *pass) synced() bool {
+	st := &p.pp.Status
+	if len(st.Backup) != 2 {
+		return false
+	}
+	stableFor := durationOr(p.pp.Spec.Sync.StableFor, 2*time.Minute)
+	for _, d := range st.Backup {
+		if !d.Healthy || d.StableSince == nil {
+			return false
+		}
+		if left := d.StableSince.Add(stableFor).Sub(p.now); left > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// checkRules refuses, with a reason, what the Lync tools never enforced. Nothing is overwritten.
+func (p *pass) checkRules() {
+	pri, bak := &p.obs.Primary, &p.obs.Backup
+	for _, pool := range p.obs.pools() {
+		if pool.notFound() {
+			p.stall(ReasonPoolNotFound, fmt.Sprintf("pool %s is not in the published topology (its agent at %s answered 404); add it in Topology Builder, or pair existing pools with a new PoolPair", pool.FQDN, pool.Endpoint))
+		}
+	}
+	if !pri.ok() || !bak.ok() {
+		return
+	}
+	for _, pool := range p.obs.pools() {
+		if third := pairing.PairedElsewhere(pool.Pool, pool.Partner); third != "" {
+			p.stall(ReasonPoolPairedElsewhere, fmt.Sprintf("pool %s is paired with %s in the topology; the operator does not overwrite a pairing: remove that association in Topology Builder first, or delete this PoolPair", pool.FQDN, third))
+		}
+	}
+	if pri.Pool.Edition != bak.Pool.Edition {
+		p.stall(ReasonEditionMismatch, fmt.Sprintf("pool %s is %s Edition but %s is %s Edition: Lync pairs Enterprise with Enterprise and Standard with Standard", pri.FQDN, pri.Pool.Edition, bak.FQDN, bak.Pool.Edition))
+	}
+	if pri.Pool.Version != bak.Pool.Version {
+		p.stall(ReasonVersionMismatch, fmt.Sprintf("pool %s runs %q but %s runs %q: paired pools must run the same product version", pri.FQDN, pri.Pool.Version, bak.FQDN, bak.Pool.Version))
+	}
+	for _, spec := range []drv1alpha1.PoolSpec{p.pp.Spec.Primary, p.pp.Spec.Backup} {
+		pool := pri
+		if spec.FQDN == bak.FQDN {
+			pool = bak
+		}
+		for _, s := range spec.Servers {
+			if !containsFQDN(pool.Pool.Computers, s.FQDN) {
+				p.stall(ReasonServerNotInPool, fmt.Sprintf("server %s is listed in the spec for pool %s, but the topology's Front End servers of that pool are: %s", s.FQDN, pool.FQDN, strings.Join(pool.Pool.Computers, ", ")))
+			}
+		}
+	}
+}
+
+func containsFQDN(list []string, fqdn string) bool {
+	for _, s := range list {
+		if protocol.SameFQDN(s, fqdn) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkSyncTimeout stalls a pair whose backup has stayed unhealthy for longer than spec.sync.timeout
+// with the service running. Syncs keep being retried; the stall clears once it is healthy.
+func (p *pass) checkSyncTimeout(m pairing.Milestones) {
+	if !m.BackupServiceRunning {
+		return
+	}
+	timeout := durationOr(p.pp.Spec.Sync.Timeout, 2*time.Hour)
+	for _, d := range p.pp.Status.Backup {
+		if d.UnhealthySince != nil && p.now.Sub(d.UnhealthySince.Time) > timeout {
+			p.stall(ReasonSyncTimeout, fmt.Sprintf("backup from %s to %s has not been healthy for %s (longer than spec.sync.timeout %s): %s; see the \"LS Backup Service\" event log on the Front End servers",
+				d.From, d.To, p.now.Sub(d.UnhealthySince.Time).Round(time.Second), timeout, d.Message))
+		}
+	}
+}
+
+func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return d.Duration
+}

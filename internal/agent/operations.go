@@ -1,0 +1,465 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/lync-dr/poolpair-operator/internal/lync"
+	"github.com/lync-dr/poolpair-operator/internal/protocol"
+)
+
+// Operation time limits: a step that hangs (a PowerShell host that never answers, a Bootstrapper
+// waiting on a dialog) is failed, retryable, instead of blocking its target forever.
+var operationTimeouts = map[protocol.OperationKind]time.Duration{
+	protocol.KindPairPools:          30 * time.Minute,
+	protocol.KindUnpair:             30 * time.Minute,
+	protocol.KindBootstrap:          2 * time.Hour,
+	protocol.KindStartBackupService: 15 * time.Minute,
+	protocol.KindSyncBackup:         30 * time.Minute,
+}
+
+// maxMessageBytes bounds an operation's message (Bootstrapper log tails can be long).
+const maxMessageBytes = 4096
+
+// stoppedMessage marks an operation cut short because this agent process is stopping.
+const stoppedMessage = "interrupted: the agent stopped while it ran"
+
+// liveOp is an operation this process started and has not finished recording.
+type liveOp struct {
+	rec    record
+	params any
+	// done is closed when the operation reaches a final state: long-polls wait on it.
+	done chan struct{}
+}
+
+// startOperation handles POST /v1/operations: validate everything, then create the operation once
+// per id and run it in the background.
+func (h *Handler) startOperation(w http.ResponseWriter, r *http.Request) {
+	req, params, apiErr := decodeOperationRequest(w, r)
+	if apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	canonical, err := canonicalParams(params)
+	if err != nil {
+		writeError(w, internal("params: "+err.Error()))
+		return
+	}
+	// A repeated request is answered before anything else is asked of the backend, so a retry after
+	// a lost answer works even while the backend is unavailable.
+	if op, status, apiErr := h.existing(req, canonical); apiErr != nil || op != nil {
+		if apiErr != nil {
+			writeError(w, apiErr)
+		} else {
+			writeJSON(w, status, op)
+		}
+		return
+	}
+	target, apiErr := h.target(r.Context(), req.Kind, params)
+	if apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// Checked again under the lock: a concurrent request with the same id may have created it.
+	if op, status, apiErr := h.existingLocked(req, canonical); apiErr != nil || op != nil {
+		if apiErr != nil {
+			writeError(w, apiErr)
+		} else {
+			writeJSON(w, status, op)
+		}
+		return
+	}
+	for _, other := range h.live {
+		if other.rec.Op.Kind == req.Kind && other.rec.Target == target && !other.rec.Op.State.Done() {
+			writeError(w, conflict(fmt.Sprintf("a %s operation on %s is already in flight (id %q, %s); wait for it to finish",
+				req.Kind, target, other.rec.Op.ID, other.rec.Op.State)))
+			return
+		}
+	}
+	if h.closed {
+		writeError(w, unavailable("the agent is stopping; retry later"))
+		return
+	}
+	rec := record{
+		Op:      protocol.Operation{ID: req.ID, Kind: req.Kind, Params: canonical, State: protocol.StatePending},
+		Target:  target,
+		Created: time.Now().UTC(),
+	}
+	if err := h.journal.insert(&rec); err != nil {
+		writeError(w, internal("journal: "+err.Error()))
+		return
+	}
+	op := &liveOp{rec: rec, params: params, done: make(chan struct{})}
+	h.live[req.ID] = op
+	h.running.Add(1)
+	go h.execute(op)
+	writeJSON(w, http.StatusAccepted, rec.Op)
+}
+
+// getOperation handles GET /v1/operations/{id}[?wait=30s]. With wait, it answers when the
+// operation reaches a final state or the wait (capped at MaxWait) passes, whichever comes first.
+func (h *Handler) getOperation(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := protocol.ValidateOperationID(id); err != nil {
+		writeError(w, invalid(err.Error()))
+		return
+	}
+	var wait time.Duration
+	if vals, ok := r.URL.Query()["wait"]; ok {
+		if len(vals) != 1 {
+			writeError(w, invalid("wait: give it once"))
+			return
+		}
+		d, err := time.ParseDuration(vals[0])
+		if err != nil || d < 0 {
+			writeError(w, invalid(fmt.Sprintf("wait: %q is not a non-negative duration such as 30s", vals[0])))
+			return
+		}
+		wait = min(d, h.maxWait)
+	}
+	op, done, err := h.lookup(id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if wait > 0 && !op.State.Done() && done != nil {
+		t := time.NewTimer(wait)
+		select {
+		case <-done:
+		case <-t.C:
+		case <-r.Context().Done():
+		}
+		t.Stop()
+		if op, _, err = h.lookup(id); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, op)
+}
+
+// lookup returns an operation and, while it is live, the channel closed when it finishes.
+func (h *Handler) lookup(id string) (protocol.Operation, <-chan struct{}, *apiError) {
+	h.mu.Lock()
+	if op, ok := h.live[id]; ok {
+		defer h.mu.Unlock()
+		return op.rec.Op, op.done, nil
+	}
+	h.mu.Unlock()
+	rec, found, err := h.journal.get(id)
+	if err != nil {
+		return protocol.Operation{}, nil, internal("journal: " + err.Error())
+	}
+	if !found {
+		return protocol.Operation{}, nil, notFound(fmt.Sprintf("no operation with id %q", id))
+	}
+	return rec.Op, nil, nil
+}
+
+func (h *Handler) existing(req protocol.OperationRequest, canonical json.RawMessage) (*protocol.Operation, int, *apiError) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.existingLocked(req, canonical)
+}
+
+// existingLocked finds an operation with the request's id: the same request gets it back
+// (200 when finished, 202 while in flight); a different request with that id is a conflict.
+func (h *Handler) existingLocked(req protocol.OperationRequest, canonical json.RawMessage) (*protocol.Operation, int, *apiError) {
+	var op protocol.Operation
+	if l, ok := h.live[req.ID]; ok {
+		op = l.rec.Op
+	} else {
+		rec, found, err := h.journal.get(req.ID)
+		if err != nil {
+			return nil, 0, internal("journal: " + err.Error())
+		}
+		if !found {
+			return nil, 0, nil
+		}
+		op = rec.Op
+	}
+	if op.Kind != req.Kind {
+		return nil, 0, conflict(fmt.Sprintf("id: operation %q already exists with kind %s, not %s", req.ID, op.Kind, req.Kind))
+	}
+	if !bytes.Equal(op.Params, canonical) {
+		return nil, 0, conflict(fmt.Sprintf("params: operation %q already exists with different parameters %s", req.ID, string(op.Params)))
+	}
+	if op.State.Done() {
+		return &op, http.StatusOK, nil
+	}
+	return &op, http.StatusAccepted, nil
+}
+
+// target names what an operation acts on, for de-duplication and logs. Server-level kinds run on
+// the agent's own server, so a pool-level endpoint refuses them.
+func (h *Handler) target(ctx context.Context, kind protocol.OperationKind, params any) (string, *apiError) {
+	switch p := params.(type) {
+	case *protocol.PairPoolsParams:
+		return poolPairTarget(p.PrimaryFQDN, p.BackupFQDN), nil
+	case *protocol.UnpairParams:
+		return poolPairTarget(p.PrimaryFQDN, p.BackupFQDN), nil
+	case *protocol.SyncBackupParams:
+		return strings.ToLower(p.PoolFQDN), nil
+	}
+	id, err := h.backend.Identity(ctx)
+	if err != nil {
+		return "", backendError(err)
+	}
+	if id.ServerFQDN == "" {
+		return "", conflict(fmt.Sprintf("kind: %s runs on the Front End server the agent runs on, and this endpoint stands for pool %s, not a server", kind, id.PoolFQDN))
+	}
+	return strings.ToLower(id.ServerFQDN), nil
+}
+
+// poolPairTarget is order-independent: pairing A with B and B with A touch the same association.
+func poolPairTarget(a, b string) string {
+	a, b = strings.ToLower(strings.TrimSuffix(a, ".")), strings.ToLower(strings.TrimSuffix(b, "."))
+	if b < a {
+		a, b = b, a
+	}
+	return a + "," + b
+}
+
+// execute runs one operation to its end and records every state change.
+func (h *Handler) execute(op *liveOp) {
+	defer h.running.Done()
+	rec := op.rec
+	kind := rec.Op.Kind
+	queued := time.Now()
+	if kind == protocol.KindPairPools || kind == protocol.KindUnpair {
+		// Topology writes are serialized; the operation stays Pending while it waits. Reads never
+		// take this slot.
+		select {
+		case h.topology <- struct{}{}:
+			defer func() { <-h.topology }()
+		case <-h.opsCtx.Done():
+			rec.Op.State, rec.Op.Message, rec.Op.Retryable = protocol.StateFailed, stoppedMessage, true
+			h.finish(op, rec, queued)
+			return
+		}
+	}
+	started := time.Now().UTC()
+	rec.Op.State, rec.Op.Started = protocol.StateRunning, &started
+	h.save(op, rec, false)
+	h.log.Info("operation started", "kind", kind, "id", rec.Op.ID, "target", rec.Target)
+
+	timeout := operationTimeouts[kind]
+	ctx, cancel := context.WithTimeout(h.opsCtx, timeout)
+	msg, boot, err := h.perform(ctx, kind, op.params)
+	cancel()
+	rec.Bootstrap = boot
+	switch {
+	case err != nil:
+		rec.Op.State = protocol.StateFailed
+		rec.Op.Message, rec.Op.Retryable = h.failure(ctx, timeout, err)
+	case boot != nil && !boot.Succeeded:
+		// Bootstrapper ran and failed: another run may well succeed (after a reboot, a fix).
+		rec.Op.State, rec.Op.Message, rec.Op.Retryable = protocol.StateFailed, msg, true
+	default:
+		rec.Op.State, rec.Op.Message = protocol.StateSucceeded, msg
+	}
+	h.finish(op, rec, started)
+}
+
+// perform calls the backend for one operation and says what happened.
+func (h *Handler) perform(ctx context.Context, kind protocol.OperationKind, params any) (string, *bootstrapOutcome, error) {
+	b := h.backend
+	switch kind {
+	case protocol.KindPairPools:
+		p := params.(*protocol.PairPoolsParams)
+		if err := b.PairPools(ctx, *p); err != nil {
+			return "", nil, err
+		}
+		return fmt.Sprintf("paired %s and %s as each other's backup pool; topology published and enabled", p.PrimaryFQDN, p.BackupFQDN), nil, nil
+	case protocol.KindUnpair:
+		p := params.(*protocol.UnpairParams)
+		if err := b.Unpair(ctx, *p); err != nil {
+			return "", nil, err
+		}
+		return fmt.Sprintf("removed the backup association between %s and %s; topology published", p.PrimaryFQDN, p.BackupFQDN), nil, nil
+	case protocol.KindSyncBackup:
+		p := params.(*protocol.SyncBackupParams)
+		if err := b.SyncBackup(ctx, p.PoolFQDN); err != nil {
+			return "", nil, err
+		}
+		return fmt.Sprintf("backup sync of %s to its backup pool invoked", p.PoolFQDN), nil, nil
+	case protocol.KindStartBackupService:
+		if err := b.StartBackupService(ctx); err != nil {
+			return "", nil, err
+		}
+		return "LYNCBACKUP service started", nil, nil
+	case protocol.KindBootstrap:
+		res, err := b.Bootstrap(ctx)
+		if err != nil {
+			return "", nil, err
+		}
+		boot := &bootstrapOutcome{ExitCode: res.ExitCode, Succeeded: res.Succeeded, RebootRequired: res.RebootRequired, BackupPool: res.BackupPool}
+		if !res.Succeeded {
+			return fmt.Sprintf("Bootstrapper.exe failed with exit code %d: %s", res.ExitCode, lastBytes(strings.TrimSpace(res.LogTail), maxMessageBytes-100)), boot, nil
+		}
+		msg := fmt.Sprintf("Bootstrapper.exe succeeded (exit code %d)", res.ExitCode)
+		if res.RebootRequired {
+			msg += "; it asks for a reboot and a second run"
+		}
+		return msg, boot, nil
+	}
+	return "", nil, fmt.Errorf("unknown operation kind %q", kind)
+}
+
+// failure turns a backend error into the operation's message and whether a retry may help.
+func (h *Handler) failure(ctx context.Context, timeout time.Duration, err error) (string, bool) {
+	switch {
+	case h.opsCtx.Err() != nil:
+		return stoppedMessage, true
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Sprintf("timed out after %s: %v", timeout, err), true
+	case errors.Is(err, lync.ErrConflict):
+		return "conflict: " + err.Error(), false
+	case errors.Is(err, lync.ErrPermission):
+		return "permission denied (needs RTCUniversalServerAdmins and local Administrator): " + err.Error(), false
+	case errors.Is(err, lync.ErrNotFound):
+		return "not found: " + err.Error(), false
+	case errors.Is(err, lync.ErrUnavailable):
+		return "backend unavailable: " + err.Error(), true
+	}
+	// Unknown failures are presumed transient; the operator's capped backoff bounds the retries.
+	return err.Error(), true
+}
+
+// finish records the final state, wakes long-polls and logs the outcome.
+func (h *Handler) finish(op *liveOp, rec record, since time.Time) {
+	now := time.Now().UTC()
+	rec.Op.Finished = &now
+	rec.Op.Message = firstBytes(rec.Op.Message, maxMessageBytes)
+	h.save(op, rec, true)
+	msg, log := "operation succeeded", h.log.Info
+	if rec.Op.State == protocol.StateFailed {
+		msg, log = "operation failed", h.log.Warn
+	}
+	log(msg, "kind", rec.Op.Kind, "id", rec.Op.ID, "target", rec.Target, "duration", now.Sub(since).Round(time.Millisecond),
+		"outcome", rec.Op.State, "retryable", rec.Op.Retryable, "message", rec.Op.Message)
+}
+
+// save writes the record to the journal and publishes it to readers. A finished operation stays
+// in memory if the journal could not take it, so the agent keeps answering truthfully.
+func (h *Handler) save(op *liveOp, rec record, final bool) {
+	err := h.journal.update(rec)
+	if err != nil {
+		h.log.Error("journal write failed", "id", rec.Op.ID, "state", rec.Op.State, "err", err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	op.rec = rec
+	if final {
+		close(op.done)
+		if err == nil {
+			delete(h.live, rec.Op.ID)
+		}
+	}
+}
+
+// decodeOperationRequest reads and validates a POST body completely before anything runs.
+func decodeOperationRequest(w http.ResponseWriter, r *http.Request) (protocol.OperationRequest, any, *apiError) {
+	var req protocol.OperationRequest
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return req, nil, &apiError{http.StatusRequestEntityTooLarge, protocol.Error{Code: protocol.CodeInvalid,
+				Message: fmt.Sprintf("body: larger than the limit of %d bytes", protocol.MaxBodyBytes)}}
+		}
+		return req, nil, invalid("body: " + err.Error())
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return req, nil, invalid("body: empty; expected a JSON operation request {id, kind, params}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, nil, invalid(jsonMessage(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return req, nil, invalid("body: trailing data after the JSON object")
+	}
+	params, err := req.DecodeParams()
+	if err != nil {
+		return req, nil, invalid(err.Error())
+	}
+	return req, params, nil
+}
+
+// jsonMessage names the offending field of a JSON decoding error where it can.
+func jsonMessage(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr) && typeErr.Field != "":
+		return fmt.Sprintf("%s: must be a JSON %s, not %s", typeErr.Field, jsonKind(typeErr.Type), typeErr.Value)
+	case errors.As(err, &typeErr):
+		return fmt.Sprintf("body: must be a JSON object, not %s", typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return fmt.Sprintf("body: invalid JSON at byte %d: %v", syntaxErr.Offset, err)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "body: " + strings.TrimPrefix(err.Error(), "json: ") + " (the request takes id, kind and params)"
+	}
+	return "body: " + err.Error()
+}
+
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Struct, reflect.Map:
+		return "object"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	}
+	return "number"
+}
+
+// canonicalParams re-encodes decoded parameters so equal requests compare equal byte for byte.
+func canonicalParams(params any) (json.RawMessage, error) {
+	if params == nil {
+		return nil, nil
+	}
+	return json.Marshal(params)
+}
+
+// lastBytes keeps the end of s (the end of a log says why it failed), at a UTF-8 boundary.
+func lastBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := len(s) - n
+	for i < len(s) && !utf8RuneStart(s[i]) {
+		i++
+	}
+	return "..." + s[i:]
+}
+
+// firstBytes keeps the start of s, at a UTF-8 boundary.
+func firstBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

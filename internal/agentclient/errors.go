@@ -1,0 +1,103 @@
+package agentclient
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+)
+
+// Sentinel errors; test with errors.Is.
+var (
+	// ErrUnavailable: the agent could not be reached or answered 503 (connection refused or reset,
+	// timeout, TLS handshake cut off, backend unavailable). Try again later.
+	ErrUnavailable = errors.New("agent unavailable")
+	// ErrNotFound: 404, an unknown pool or operation.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: 409.
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid: 400 or 413, the request was refused as invalid.
+	ErrInvalid = errors.New("invalid request")
+	// ErrUnauthorized: 401 or 403, or a TLS authentication failure in either direction: the agent
+	// refused this client's certificate, or the agent's certificate is not signed by the CA this
+	// client trusts.
+	ErrUnauthorized = errors.New("unauthorized")
+)
+
+// APIError is an answer from the agent with a status other than 2xx.
+type APIError struct {
+	Method   string
+	Endpoint string
+	Path     string
+	Status   int
+	// Code and Message are the agent's protocol.Error; when the body was not one, Code is empty
+	// and Message holds the start of the body.
+	Code    string
+	Message string
+}
+
+func (e *APIError) Error() string {
+	code := e.Code
+	if code == "" {
+		code = http.StatusText(e.Status)
+	}
+	return fmt.Sprintf("%s %s%s: %d %s: %s", e.Method, e.Endpoint, e.Path, e.Status, code, e.Message)
+}
+
+// Is maps the HTTP status to the sentinel errors.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrUnavailable:
+		return e.Status == http.StatusServiceUnavailable || e.Status == http.StatusBadGateway || e.Status == http.StatusGatewayTimeout
+	case ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case ErrConflict:
+		return e.Status == http.StatusConflict
+	case ErrInvalid:
+		return e.Status == http.StatusBadRequest || e.Status == http.StatusRequestEntityTooLarge
+	case ErrUnauthorized:
+		return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
+	}
+	return false
+}
+
+// transportError classifies a failure to get an answer at all. ctx is the caller's context: when it
+// ended, its error is returned as is, since the agent is not to blame.
+func transportError(ctx context.Context, method, endpoint, path string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s %s%s: %w", method, endpoint, path, ctx.Err())
+	}
+	// *url.Error repeats the method and URL this message already names.
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err
+	}
+	kind := ErrUnavailable
+	if isAuthFailure(err) {
+		kind = ErrUnauthorized
+	}
+	return fmt.Errorf("%s %s%s: %w: %w", method, endpoint, path, kind, err)
+}
+
+// isAuthFailure reports a TLS authentication failure, as opposed to an agent that is down: the
+// agent's certificate did not verify, or the agent sent a TLS alert refusing ours.
+func isAuthFailure(err error) bool {
+	var verifyErr *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalidErr x509.CertificateInvalidError
+	if errors.As(err, &verifyErr) || errors.As(err, &unknownCA) || errors.As(err, &hostErr) || errors.As(err, &invalidErr) {
+		return true
+	}
+	// An alert from the peer arrives as *net.OpError{Op: "remote error"}: "bad certificate",
+	// "unknown certificate authority", "certificate required".
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "remote error" {
+		return true
+	}
+	return false
+}

@@ -1,0 +1,110 @@
+package powershell
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/lync-dr/poolpair-operator/internal/lync"
+)
+
+// PermissionHint is appended to permission errors: it tells the administrator what to fix.
+const PermissionHint = "the account running lync-agent needs membership of RTCUniversalServerAdmins " +
+	"(topology and backup service cmdlets) and local Administrator rights on this server (Bootstrapper.exe)"
+
+// CmdletError is a failure the PowerShell host reported for one operation: the exception thrown by
+// a cmdlet, as the host's catch block saw it. Kind is lync.ErrPermission, lync.ErrNotFound,
+// lync.ErrUnavailable, or nil for any other cmdlet failure; errors.Is sees it through Unwrap.
+type CmdletError struct {
+	Op       string // the agent operation, e.g. "GetPool"
+	Type     string // .NET exception type, e.g. System.UnauthorizedAccessException
+	Message  string // the exception's message
+	Detail   string // messages of the exception and its inner exceptions, " | "-joined
+	Category string // PowerShell ErrorCategory, e.g. PermissionDenied
+	ErrorID  string // FullyQualifiedErrorId
+	Kind     error
+}
+
+func (e *CmdletError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = e.Type
+	}
+	s := fmt.Sprintf("powershell %s: %s", e.Op, msg)
+	if e.Kind == lync.ErrPermission {
+		s += " (" + PermissionHint + ")"
+	}
+	return s
+}
+
+func (e *CmdletError) Unwrap() error { return e.Kind }
+
+// wireError is the error object of a reply line (ConvertTo-AgentError in scripts.go).
+type wireError struct {
+	Type      string `json:"type"`
+	InnerType string `json:"innerType"`
+	Message   string `json:"message"`
+	Detail    string `json:"detail"`
+	Category  string `json:"category"`
+	ErrorID   string `json:"errorId"`
+}
+
+var (
+	// A missing RTCUniversalServerAdmins membership surfaces as a WCF or Active Directory access
+	// error from the management store, with one of these texts.
+	permissionText = regexp.MustCompile(`(?i)access is denied|access denied|insufficient access rights|` +
+		`not authorized|unauthorized|does not have (the )?(required )?permission|rtcuniversalserveradmins`)
+	notFoundText = regexp.MustCompile(`(?i)cannot find|could not be found|was not found|does not exist|not found in the topology`)
+)
+
+// Exception types that mean "try again later": the management store or a WCF endpoint is out of
+// reach, or the module's cmdlets are missing from the session.
+var unavailableTypes = []string{
+	"CommandNotFoundException",
+	"EndpointNotFoundException",
+	"CommunicationException",
+	"ServerTooBusyException",
+	"TimeoutException",
+}
+
+// classify turns a reply's error into a *CmdletError with its Kind.
+func classify(op string, we *wireError) *CmdletError {
+	e := &CmdletError{Op: op, Type: we.Type, Message: strings.TrimSpace(we.Message), Detail: we.Detail,
+		Category: we.Category, ErrorID: we.ErrorID}
+	types := we.Type + " " + we.InnerType
+	text := we.Message + " | " + we.Detail
+	switch {
+	case strings.Contains(types, "UnauthorizedAccessException"),
+		strings.Contains(types, "SecurityAccessDeniedException"),
+		we.Category == "PermissionDenied",
+		permissionText.MatchString(text):
+		e.Kind = lync.ErrPermission
+	case containsAny(types, unavailableTypes):
+		e.Kind = lync.ErrUnavailable
+	case strings.Contains(types, "ItemNotFoundException"),
+		we.Category == "ObjectNotFound",
+		notFoundText.MatchString(text):
+		e.Kind = lync.ErrNotFound
+	}
+	return e
+}
+
+// importError is the error for a host whose module import failed (the id 0 reply).
+func importError(p product, productName string, we *wireError) error {
+	return fmt.Errorf("cannot import PowerShell module %q for %s (%s); is the %s management shell installed "+
+		"on this server? %s: %s: %w", p.module, p.name, productName, p.name, we.Type, strings.TrimSpace(we.Message), lync.ErrUnavailable)
+}
+
+// unavailable is an error that says the host could not answer; a retry may succeed.
+func unavailable(op, format string, args ...any) error {
+	return fmt.Errorf("powershell %s: %s: %w", op, fmt.Sprintf(format, args...), lync.ErrUnavailable)
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}

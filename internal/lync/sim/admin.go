@@ -1,0 +1,186 @@
+package sim
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/lync-dr/poolpair-operator/internal/lync"
+	"github.com/lync-dr/poolpair-operator/internal/protocol"
+)
+
+// AdminPrefix is the path prefix of the admin API.
+const AdminPrefix = "/sim/v1"
+
+// AdminHandler exposes the chaos and admin controls as JSON over HTTP, for tests and the demo. The
+// caller puts it behind mutual TLS. Routes (successful writes answer 200 with the State snapshot):
+//
+//	GET  /sim/v1/state                                  State
+//	GET  /sim/v1/endpoints                              []Endpoint
+//	POST /sim/v1/servers/{fqdn}/stop-backup-service
+//	POST /sim/v1/servers/{fqdn}/faults                  ServerFaults (replaces the server's faults)
+//	POST /sim/v1/endpoints/{fqdn}/unreachable           {"unreachable": true}
+//	POST /sim/v1/pools/{fqdn}/export-error              {"module": "", "on": true}  ("" = all modules)
+//	POST /sim/v1/pools/{fqdn}/import-error              {"module": "", "on": true}
+//	POST /sim/v1/pools/{fqdn}/backup-pool               {"backupPool": "pool03.contoso.com"} ("" unpairs that side)
+//
+// Errors are protocol.Error bodies: 400 Invalid, 404 NotFound, 409 Conflict, 503 Unavailable.
+func AdminHandler(d *Deployment) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+AdminPrefix+"/state", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.Snapshot())
+	})
+	mux.HandleFunc("GET "+AdminPrefix+"/endpoints", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.Endpoints())
+	})
+	mux.HandleFunc("POST "+AdminPrefix+"/servers/{fqdn}/stop-backup-service", func(w http.ResponseWriter, r *http.Request) {
+		if err := decodeBody(r, nil); err != nil {
+			writeError(w, err)
+			return
+		}
+		answer(w, d, d.StopBackupService(r.PathValue("fqdn")))
+	})
+	mux.HandleFunc("POST "+AdminPrefix+"/servers/{fqdn}/faults", func(w http.ResponseWriter, r *http.Request) {
+		var f ServerFaults
+		if err := decodeBody(r, &f); err != nil {
+			writeError(w, err)
+			return
+		}
+		answer(w, d, d.SetFaults(r.PathValue("fqdn"), f))
+	})
+	mux.HandleFunc("POST "+AdminPrefix+"/endpoints/{fqdn}/unreachable", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Unreachable *bool `json:"unreachable"`
+		}
+		if err := decodeBody(r, &body); err != nil {
+			writeError(w, err)
+			return
+		}
+		if body.Unreachable == nil {
+			writeError(w, fmt.Errorf("%w: unreachable: required", ErrInvalid))
+			return
+		}
+		answer(w, d, d.SetUnreachable(r.PathValue("fqdn"), *body.Unreachable))
+	})
+	moduleFault := func(set func(pool, module string, on bool) error) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			var body struct {
+				Module string `json:"module"`
+				On     *bool  `json:"on"`
+			}
+			if err := decodeBody(r, &body); err != nil {
+				writeError(w, err)
+				return
+			}
+			if body.On == nil {
+				writeError(w, fmt.Errorf("%w: on: required", ErrInvalid))
+				return
+			}
+			answer(w, d, set(r.PathValue("fqdn"), body.Module, *body.On))
+		}
+	}
+	mux.HandleFunc("POST "+AdminPrefix+"/pools/{fqdn}/export-error", moduleFault(d.SetExportError))
+	mux.HandleFunc("POST "+AdminPrefix+"/pools/{fqdn}/import-error", moduleFault(d.SetImportError))
+	mux.HandleFunc("POST "+AdminPrefix+"/pools/{fqdn}/backup-pool", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			BackupPool *string `json:"backupPool"`
+		}
+		if err := decodeBody(r, &body); err != nil {
+			writeError(w, err)
+			return
+		}
+		if body.BackupPool == nil {
+			writeError(w, fmt.Errorf("%w: backupPool: required (\"\" unpairs)", ErrInvalid))
+			return
+		}
+		answer(w, d, d.SetBackupPool(r.PathValue("fqdn"), *body.BackupPool))
+	})
+
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, pattern := mux.Handler(r); pattern == "" {
+			// ServeMux answers unknown paths and wrong methods in plain text; keep every answer JSON.
+			rec := &statusRecorder{header: http.Header{}}
+			h.ServeHTTP(rec, r)
+			if rec.status == http.StatusMethodNotAllowed {
+				w.Header().Set("Allow", rec.header.Get("Allow"))
+				writeJSON(w, http.StatusMethodNotAllowed, protocol.Error{Code: protocol.CodeInvalid, Message: fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path)})
+				return
+			}
+			writeJSON(w, http.StatusNotFound, protocol.Error{Code: protocol.CodeNotFound, Message: "no such sim admin endpoint: " + r.URL.Path})
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// statusRecorder captures what ServeMux's built-in 404/405 handlers would write.
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (s *statusRecorder) Header() http.Header         { return s.header }
+func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (s *statusRecorder) WriteHeader(code int)        { s.status = code }
+
+func answer(w http.ResponseWriter, d *Deployment, err error) {
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d.Snapshot())
+}
+
+// decodeBody strictly decodes a JSON body into v; with v nil the body must be empty or {}.
+func decodeBody(r *http.Request, v any) error {
+	b, err := io.ReadAll(io.LimitReader(r.Body, protocol.MaxBodyBytes+1))
+	if err != nil {
+		return fmt.Errorf("%w: reading the body: %v", ErrInvalid, err)
+	}
+	if len(b) > protocol.MaxBodyBytes {
+		return fmt.Errorf("%w: body larger than %d bytes", ErrInvalid, protocol.MaxBodyBytes)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		b = []byte("{}")
+	}
+	if v == nil {
+		v = &struct{}{}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: body: %v", ErrInvalid, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: body: trailing data after the JSON object", ErrInvalid)
+	}
+	return nil
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	status, code := http.StatusInternalServerError, protocol.CodeInternal
+	switch {
+	case errors.Is(err, ErrInvalid):
+		status, code = http.StatusBadRequest, protocol.CodeInvalid
+	case errors.Is(err, lync.ErrNotFound):
+		status, code = http.StatusNotFound, protocol.CodeNotFound
+	case errors.Is(err, lync.ErrConflict):
+		status, code = http.StatusConflict, protocol.CodeConflict
+	case errors.Is(err, lync.ErrUnavailable):
+		status, code = http.StatusServiceUnavailable, protocol.CodeUnavailable
+	}
+	writeJSON(w, status, protocol.Error{Code: code, Message: err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,574 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lync-dr/poolpair-operator/internal/lync"
+	"github.com/lync-dr/poolpair-operator/internal/protocol"
+)
+
+func TestIdentity(t *testing.T) {
+	d, _ := newSim(t, baseYAML)
+	for _, tc := range []struct {
+		fqdn string
+		want lync.Identity
+	}{
+		{pool01, lync.Identity{PoolFQDN: pool01, Product: protocol.ProductLync2013, Backend: "sim"}},
+		{"FE02.pool02.contoso.com", lync.Identity{ServerFQDN: fe2p2, PoolFQDN: pool02, Product: protocol.ProductLync2013, Backend: "sim"}},
+	} {
+		id, err := backend(t, d, tc.fqdn).Identity(context.Background())
+		if err != nil || id != tc.want {
+			t.Errorf("Identity(%s) = %+v, %v; want %+v", tc.fqdn, id, err, tc.want)
+		}
+	}
+	if _, err := d.Backend("pool99.contoso.com"); !errors.Is(err, lync.ErrNotFound) {
+		t.Errorf("Backend(unknown) err = %v", err)
+	}
+}
+
+func TestPoolFacts(t *testing.T) {
+	d, _ := newSim(t, baseYAML)
+	be := backend(t, d, fe1p2)
+	p, err := be.Pool(context.Background(), pool01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.FQDN != pool01 || p.Site != "Redmond" || p.Edition != protocol.EditionEnterprise || p.Version != "Lync Server 2013" ||
+		!p.HostsCMS || p.BackupPool != "" || strings.Join(p.Computers, ",") != fe1p1+","+fe2p1 {
+		t.Errorf("Pool = %+v", p)
+	}
+	if p := poolOf(t, d, pool02); p.HostsCMS {
+		t.Errorf("pool02 hosts the CMS")
+	}
+	for _, name := range []string{"pool99.contoso.com", fe1p1} {
+		if _, err := be.Pool(context.Background(), name); !errors.Is(err, lync.ErrNotFound) {
+			t.Errorf("Pool(%s) err = %v, want ErrNotFound", name, err)
+		}
+	}
+}
+
+func TestPairPools(t *testing.T) {
+	d, clk := newSim(t, baseYAML)
+	v0 := d.Snapshot().TopologyVersion
+	be := backend(t, d, pool01)
+
+	// The pairing appears only once the pairPools duration has passed.
+	done := make(chan error, 1)
+	go func() {
+		done <- be.PairPools(context.Background(), protocol.PairPoolsParams{PrimaryFQDN: pool01, BackupFQDN: pool02,
+			VoiceFailover: &protocol.VoiceFailover{Enabled: true, FailureDetectionIntervalSeconds: 300}})
+	}()
+	if err := clk.WaitForWaiters(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if p := poolOf(t, d, pool01); p.BackupPool != "" {
+		t.Fatalf("paired before the publish finished: %+v", p)
+	}
+	clk.Step(2 * time.Second)
+	if p := poolOf(t, d, pool01); p.BackupPool != "" {
+		t.Fatalf("paired after 2s of 3s")
+	}
+	clk.Step(time.Second)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if a, b := poolOf(t, d, pool01), poolOf(t, d, pool02); a.BackupPool != pool02 || b.BackupPool != pool01 {
+		t.Fatalf("backup pools = %q, %q", a.BackupPool, b.BackupPool)
+	}
+	s := d.Snapshot()
+	if s.TopologyVersion != v0+1 {
+		t.Errorf("topology version %d, want %d", s.TopologyVersion, v0+1)
+	}
+	if vf := s.Pools[0].VoiceFailover; vf == nil || !vf.Enabled || vf.FailureDetectionIntervalSeconds != 300 {
+		t.Errorf("voice failover = %+v", vf)
+	}
+
+	// Idempotent, either way round, and nothing is republished (no wait: do returns at once).
+	for _, p := range []protocol.PairPoolsParams{
+		{PrimaryFQDN: pool01, BackupFQDN: pool02, VoiceFailover: &protocol.VoiceFailover{Enabled: true, FailureDetectionIntervalSeconds: 300}},
+		{PrimaryFQDN: "POOL02.contoso.com", BackupFQDN: pool01},
+	} {
+		if err := backend(t, d, pool02).PairPools(context.Background(), p); err != nil {
+			t.Errorf("PairPools(%+v) again: %v", p, err)
+		}
+	}
+	if got := d.Snapshot().TopologyVersion; got != v0+1 {
+		t.Errorf("topology version %d after idempotent pairings, want %d", got, v0+1)
+	}
+	if c := d.Counts(); c["PairPools/"+pool01] != 2 || c["PairPools/"+pool02] != 1 {
+		t.Errorf("counts = %v", c)
+	}
+}
+
+func TestPairPoolsRefused(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, d *Deployment, clk *FakeClock)
+		a, b    string
+		wantErr error
+		wantMsg string
+	}{
+		{name: "primary paired with a third pool", setup: pairedWith(pool01, pool02), a: pool01, b: pool03, wantErr: lync.ErrConflict, wantMsg: "pool01.contoso.com is already paired with pool02.contoso.com"},
+		{name: "backup paired with a third pool", setup: pairedWith(pool01, pool02), a: pool03, b: pool02, wantErr: lync.ErrConflict, wantMsg: "pool02.contoso.com is already paired with pool01.contoso.com"},
+		{name: "out-of-band one-sided pairing", setup: func(t *testing.T, d *Deployment, _ *FakeClock) {
+			if err := d.SetBackupPool(pool02, pool03); err != nil {
+				t.Fatal(err)
+			}
+		}, a: pool01, b: pool02, wantErr: lync.ErrConflict, wantMsg: "pool02.contoso.com is already paired with pool03.contoso.com"},
+		{name: "edition mismatch", a: pool01, b: "se01.contoso.com", wantErr: lync.ErrConflict, wantMsg: "edition mismatch"},
+		{name: "version mismatch", a: "pool15.contoso.com", b: pool02, wantErr: lync.ErrConflict, wantMsg: "version mismatch"},
+		{name: "unknown pool", a: pool01, b: "pool99.contoso.com", wantErr: lync.ErrNotFound},
+		{name: "server is not a pool", a: pool01, b: fe1p2, wantErr: lync.ErrNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d, clk := newSim(t, baseYAML)
+			if tc.setup != nil {
+				tc.setup(t, d, clk)
+			}
+			before := d.Snapshot()
+			err := pair(t, d, clk, tc.a, tc.b)
+			if !errors.Is(err, tc.wantErr) || !strings.Contains(errString(err), tc.wantMsg) {
+				t.Fatalf("err = %v, want %v containing %q", err, tc.wantErr, tc.wantMsg)
+			}
+			after := d.Snapshot()
+			for i := range before.Pools {
+				if before.Pools[i].BackupPool != after.Pools[i].BackupPool {
+					t.Errorf("%s backup pool changed %q -> %q", before.Pools[i].FQDN, before.Pools[i].BackupPool, after.Pools[i].BackupPool)
+				}
+			}
+			if before.TopologyVersion != after.TopologyVersion {
+				t.Errorf("topology republished")
+			}
+		})
+	}
+}
+
+func TestPairPoolsRechecksAfterWait(t *testing.T) {
+	// An administrator pairs pool02 elsewhere while the publish is in progress: refused, not overwritten.
+	d, clk := newSim(t, baseYAML)
+	be := backend(t, d, pool01)
+	done := make(chan error, 1)
+	go func() {
+		done <- be.PairPools(context.Background(), protocol.PairPoolsParams{PrimaryFQDN: pool01, BackupFQDN: pool02})
+	}()
+	if err := clk.WaitForWaiters(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetBackupPool(pool02, pool03); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(3 * time.Second)
+	if err := <-done; !errors.Is(err, lync.ErrConflict) {
+		t.Fatalf("err = %v, want ErrConflict", err)
+	}
+	if p := poolOf(t, d, pool01); p.BackupPool != "" {
+		t.Errorf("pool01 paired with %q", p.BackupPool)
+	}
+}
+
+func TestTopologyWritesSerialized(t *testing.T) {
+	d, clk := newSim(t, baseYAML)
+	v0 := d.Snapshot().TopologyVersion
+	params := protocol.PairPoolsParams{PrimaryFQDN: pool01, BackupFQDN: pool02}
+	errs := make(chan error, 2)
+	go func() { errs <- backend(t, d, pool01).PairPools(context.Background(), params) }()
+	if err := clk.WaitForWaiters(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	// The same write again while the first is publishing: it must wait for the first, then find
+	// the pools paired and publish nothing. Racing it would publish twice.
+	go func() { errs <- backend(t, d, pool02).PairPools(context.Background(), params) }()
+	waitCount(t, d, "PairPools/"+pool01, 2)
+	clk.Step(3 * time.Second)
+	for range 2 {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the second write is waiting for a publish of its own")
+		}
+	}
+	if v := d.Snapshot().TopologyVersion; v != v0+1 {
+		t.Errorf("topology version %d, want %d: the writes were not serialized", v, v0+1)
+	}
+}
+
+// waitCount waits until the operation counter reaches n (the operation has started). It polls real
+// time only to synchronize with another goroutine; the sim's own time stays on the fake clock.
+func waitCount(t *testing.T, d *Deployment, key string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for d.Counts()[key] < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never reached %d", key, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func pairedWith(a, b string) func(t *testing.T, d *Deployment, clk *FakeClock) {
+	return func(t *testing.T, d *Deployment, clk *FakeClock) {
+		t.Helper()
+		if err := pair(t, d, clk, a, b); err != nil {
+			t.Fatalf("PairPools: %v", err)
+		}
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func TestUnpair(t *testing.T) {
+	d, clk := newSim(t, baseYAML)
+	pairAndRun(t, d, clk)
+	unpair := func(a, b string) error {
+		be := backend(t, d, a)
+		return do(t, clk, 3*time.Second, func() error {
+			return be.Unpair(context.Background(), protocol.UnpairParams{PrimaryFQDN: a, BackupFQDN: b})
+		})
+	}
+	if err := unpair(pool01, pool03); !errors.Is(err, lync.ErrConflict) {
+		t.Errorf("Unpair with the wrong partner: %v", err)
+	}
+	if err := unpair(pool02, pool01); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := poolOf(t, d, pool01), poolOf(t, d, pool02); a.BackupPool != "" || b.BackupPool != "" {
+		t.Fatalf("still paired: %q, %q", a.BackupPool, b.BackupPool)
+	}
+	if err := unpair(pool01, pool02); err != nil {
+		t.Errorf("Unpair again: %v", err)
+	}
+	// Without a partner the backup status starts from scratch.
+	if got := exports(t, d, pool01)["UserServices.PresenceFocus"]; got != protocol.ExportNotInitialized {
+		t.Errorf("export after unpair = %s", got)
+	}
+	if c := d.Counts(); c["Unpair/"+pool01] != 2 || c["Unpair/"+pool02] != 1 {
+		t.Errorf("counts = %v", c)
+	}
+}
+
+func TestBootstrapFailuresThenSuccess(t *testing.T) {
+	yml := replace(t, baseYAML, "  - fqdn: fe01.pool01.contoso.com\n", "  - fqdn: fe01.pool01.contoso.com\n    faults: {bootstrapFailures: 2, rebootRequired: 1}\n")
+	d, clk := newSim(t, yml)
+	if err := pair(t, d, clk, pool01, pool02); err != nil {
+		t.Fatal(err)
+	}
+	wants := []struct {
+		exit            int
+		succeeded, boot bool
+		log             string
+	}{
+		{exit: 1603, log: "failure code 1603"},
+		{exit: 1603, log: "failure code 1603"},
+		{exit: 3010, boot: true, log: "restart is required"},
+		{exit: 0, succeeded: true, log: "completed successfully"},
+		{exit: 0, succeeded: true, log: "completed successfully"}, // and again: safe to repeat
+	}
+	for i, w := range wants {
+		r, err := bootstrap(t, d, clk, fe1p1)
+		if err != nil {
+			t.Fatalf("run %d: %v", i+1, err)
+		}
+		if r.ExitCode != w.exit || r.Succeeded != w.succeeded || r.RebootRequired != w.boot || !strings.Contains(r.LogTail, w.log) {
+			t.Fatalf("run %d = %+v, want %+v", i+1, r, w)
+		}
+		s := serverState(t, d, fe1p1)
+		if s.BackupService.Installed != w.succeeded {
+			t.Errorf("run %d: installed = %v", i+1, s.BackupService.Installed)
+		}
+		if s.LastBootstrap == nil || s.LastBootstrap.ExitCode != w.exit || !s.LastBootstrap.Finished.Equal(clk.Now()) {
+			t.Errorf("run %d: last bootstrap %+v", i+1, s.LastBootstrap)
+		}
+		if w.succeeded && (r.BackupPool != pool02 || s.BackupService.Status != protocol.ServiceStopped || s.BootstrappedFor != pool02) {
+			t.Errorf("run %d: result %+v, server %+v", i+1, r, s)
+		}
+	}
+	if f := serverState(t, d, fe1p1).Faults; f.BootstrapFailures != 0 || f.RebootRequired != 0 {
+		t.Errorf("faults left = %+v", f)
+	}
+	if c := d.Counts()["Bootstrap/"+fe1p1]; c != len(wants) {
+		t.Errorf("Bootstrap count = %d, want %d", c, len(wants))
+	}
+}
+
+func TestBootstrapUnpairedInstallsNothing(t *testing.T) {
+	d, clk := newSim(t, baseYAML)
+	r, err := bootstrap(t, d, clk, fe1p1)
+	if err != nil || !r.Succeeded || r.ExitCode != 0 || r.BackupPool != "" {
+		t.Fatalf("Bootstrap = %+v, %v", r, err)
+	}
+	svc, err := backend(t, d, fe1p1).BackupService(context.Background())
+	if err != nil || svc.Installed || svc.Status != "" {
+		t.Fatalf("BackupService = %+v, %v", svc, err)
+	}
+}
+
+func TestBootstrapRemovesServiceAfterUnpair(t *testing.T) {
+	d, clk := newSim(t, baseYAML)
+	pairAndRun(t, d, clk)
+	if err := d.SetBackupPool(pool01, ""); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := bootstrap(t, d, clk, fe1p1); err != nil || !r.Succeeded || r.BackupPool != "" {
+		t.Fatalf("Bootstrap = %+v, %v", r, err)
+	}
+	if s := serverState(t, d, fe1p1); s.BackupService.Installed || s.BootstrappedFor != "" {
+		t.Errorf("server = %+v", s)
+	}
+}
+
+func TestBootstrapCancelledChangesNothing(t *testing.T) {
+	yml := replace(t, baseYAML, "  - fqdn: fe01.pool01.contoso.com\n", "  - fqdn: fe01.pool01.contoso.com\n    faults: {bootstrapFailures: 1}\n")
+	d, clk := newSim(t, yml)
+	if err := pair(t, d, clk, pool01, pool02); err != nil {
+		t.Fatal(err)
+	}
+	for _, server := range []string{fe1p1, fe2p1} {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		n := clk.Waiters() + 1
+		go func() {
+			_, err := backend(t, d, server).Bootstrap(ctx)
+			done <- err
+		}()
+		if err := clk.WaitForWaiters(context.Background(), n); err != nil {
+			t.Fatal(err)
+		}
+		clk.Step(3 * time.Second) // most of the run
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("%s: err = %v, want context.Canceled", server, err)
+		}
+		clk.Step(time.Minute) // the abandoned timer fires; still nothing may change
+		s := serverState(t, d, server)
+		if s.BackupService.Installed || s.LastBootstrap != nil || s.BootstrappedFor != "" {
+			t.Errorf("%s changed by a cancelled run: %+v", server, s)
+		}
+	}
+	if f := serverState(t, d, fe1p1).Faults; f.BootstrapFailures != 1 {
+		t.Errorf("a cancelled run used a failure: %+v", f)
+	}
+	// The server is not left marked busy.
+	if r, _ := bootstrap(t, d, clk, fe2p1); !r.Succeeded {
+		t.Errorf("bootstrap after cancellation = %+v", r)
+	}
+}
+
+func TestBootstrapConcurrentRunRefused(t *testing.T) {
+	d, clk := newSim(t, baseYAML)
+	done := make(chan bootOut, 1)
+	go func() {
+		r, err := backend(t, d, fe1p1).Bootstrap(context.Background())
+		done <- bootOut{r, err}
+	}()
+	if err := clk.WaitForWaiters(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	r, err := backend(t, d, fe1p1).Bootstrap(context.Background())
+	if err != nil || r.Succeeded || r.ExitCode != 1618 {
+		t.Errorf("concurrent run = %+v, %v", r, err)
+	}
+	clk.Step(4 * time.Second)
+	if o := <-done; o.err != nil || !o.res.Succeeded {
+		t.Errorf("first run = %+v", o)
+	}
+}
+
+func TestPoolEndpointRunsNothingLocally(t *testing.T) {
+	d, _ := newSim(t, baseYAML)
+	be := backend(t, d, pool01)
+	if _, err := be.Bootstrap(context.Background()); !errors.Is(err, lync.ErrConflict) {
+		t.Errorf("Bootstrap on a pool endpoint: %v", err)
+	}
+	if err := be.StartBackupService(context.Background()); !errors.Is(err, lync.ErrConflict) {
+		t.Errorf("StartBackupService on a pool endpoint: %v", err)
+	}
+	if _, err := be.BackupService(context.Background()); !errors.Is(err, lync.ErrNotFound) {
+		t.Errorf("BackupService on a pool endpoint: %v", err)
+	}
+	if c := d.Counts(); len(c) != 0 {
+		t.Errorf("refused calls counted: %v", c)
+	}
+}
+
+func TestStartBackupService(t *testing.T) {
+	yml := replace(t, baseYAML, "  - fqdn: fe02.pool01.contoso.com\n", "  - fqdn: fe02.pool01.contoso.com\n    faults: {serviceWillNotStart: true}\n")
+	d, clk := newSim(t, yml)
+
+	// Not installed yet: a clear error.
+	err := startService(t, d, clk, fe1p1)
+	if !errors.Is(err, lync.ErrConflict) || !strings.Contains(err.Error(), "Bootstrapper") {
+		t.Fatalf("start before bootstrap: %v", err)
+	}
+	if err := pair(t, d, clk, pool01, pool02); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{fe1p1, fe2p1} {
+		if _, err := bootstrap(t, d, clk, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Running only once the duration has passed.
+	done := make(chan error, 1)
+	go func() { done <- backend(t, d, fe1p1).StartBackupService(context.Background()) }()
+	if err := clk.WaitForWaiters(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if s := serverState(t, d, fe1p1); s.BackupService.Status != protocol.ServiceStopped {
+		t.Fatalf("status before the start finished = %s", s.BackupService.Status)
+	}
+	clk.Step(time.Second)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if svc, _ := backend(t, d, fe1p1).BackupService(context.Background()); svc != (protocol.BackupService{Installed: true, Status: protocol.ServiceRunning}) {
+		t.Fatalf("BackupService = %+v", svc)
+	}
+	// Idempotent: returns at once without waiting.
+	if err := backend(t, d, fe1p1).StartBackupService(context.Background()); err != nil {
+		t.Errorf("start again: %v", err)
+	}
+
+	// The fault: the service will not start.
+	err = startService(t, d, clk, fe2p1)
+	if err == nil || !strings.Contains(err.Error(), "did not start") {
+		t.Fatalf("start with serviceWillNotStart: %v", err)
+	}
+	if s := serverState(t, d, fe2p1); s.BackupService.Status != protocol.ServiceStopped {
+		t.Errorf("status = %s", s.BackupService.Status)
+	}
+	// Fixed by an administrator: it starts.
+	if err := d.SetFaults(fe2p1, ServerFaults{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := startService(t, d, clk, fe2p1); err != nil {
+		t.Errorf("start after clearing the fault: %v", err)
+	}
+	if c := d.Counts(); c["StartBackupService/"+fe1p1] != 3 || c["StartBackupService/"+fe2p1] != 2 {
+		t.Errorf("counts = %v", c)
+	}
+}
+
+func TestCounts(t *testing.T) {
+	d, clk := newSim(t, baseYAML)
+	pairAndRun(t, d, clk)
+	if err := syncBackup(t, d, clk, pool01); err != nil {
+		t.Fatal(err)
+	}
+	if err := syncBackup(t, d, clk, pool02); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{
+		"PairPools/" + pool01:         1,
+		"Bootstrap/" + fe1p1:          1,
+		"Bootstrap/" + fe2p1:          1,
+		"Bootstrap/" + fe1p2:          1,
+		"Bootstrap/" + fe2p2:          1,
+		"StartBackupService/" + fe1p1: 1,
+		"StartBackupService/" + fe1p2: 1,
+		"SyncBackup/" + pool01:        1,
+		"SyncBackup/" + pool02:        1,
+	}
+	got := d.Counts()
+	if len(got) != len(want) {
+		t.Errorf("counts = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("counts[%s] = %d, want %d", k, got[k], v)
+		}
+	}
+	// Admin controls are not operations.
+	_ = d.StopBackupService(fe1p1)
+	_ = d.SetUnreachable(fe1p1, true)
+	if after := d.Counts(); len(after) != len(want) {
+		t.Errorf("admin controls counted: %v", after)
+	}
+	// Counts returns a copy.
+	got["Bootstrap/"+fe1p1] = 99
+	if d.Counts()["Bootstrap/"+fe1p1] != 1 {
+		t.Error("Counts exposes internal state")
+	}
+}
+
+func TestReachable(t *testing.T) {
+	yml := replace(t, baseYAML, "  - fqdn: fe02.pool02.contoso.com\n", "  - fqdn: fe02.pool02.contoso.com\n    faults: {unreachable: true}\n")
+	d, _ := newSim(t, yml)
+	if !d.Reachable(fe1p2) || d.Reachable(fe2p2) || !d.Reachable(pool01) || d.Reachable("pool99.contoso.com") {
+		t.Fatal("initial reachability wrong")
+	}
+	for _, name := range []string{pool01, fe1p1} {
+		if err := d.SetUnreachable(name, true); err != nil {
+			t.Fatal(err)
+		}
+		if d.Reachable(name) {
+			t.Errorf("%s reachable after SetUnreachable(true)", name)
+		}
+		if err := d.SetUnreachable(strings.ToUpper(name), false); err != nil {
+			t.Fatal(err)
+		}
+		if !d.Reachable(name) {
+			t.Errorf("%s unreachable after SetUnreachable(false)", name)
+		}
+	}
+	if err := d.SetUnreachable("pool99.contoso.com", true); !errors.Is(err, lync.ErrNotFound) {
+		t.Errorf("SetUnreachable(unknown) = %v", err)
+	}
+}
+
+func TestSetBackupPoolValidation(t *testing.T) {
+	d, _ := newSim(t, baseYAML)
+	for _, tc := range []struct {
+		pool, backup string
+		want         error
+	}{
+		{pool01, pool01, ErrInvalid},
+		{pool01, "pool99.contoso.com", lync.ErrNotFound},
+		{fe1p1, pool02, lync.ErrNotFound},
+	} {
+		if err := d.SetBackupPool(tc.pool, tc.backup); !errors.Is(err, tc.want) {
+			t.Errorf("SetBackupPool(%s, %s) = %v, want %v", tc.pool, tc.backup, err, tc.want)
+		}
+	}
+	if err := d.SetBackupPool(pool01, pool03); err != nil {
+		t.Fatal(err)
+	}
+	if a, c := poolOf(t, d, pool01), poolOf(t, d, pool03); a.BackupPool != pool03 || c.BackupPool != "" {
+		t.Errorf("one side only: %q, %q", a.BackupPool, c.BackupPool)
+	}
+}
+
+func TestCancelledContextRefusedUpFront(t *testing.T) {
+	d, _ := newSim(t, baseYAML)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	be := backend(t, d, fe1p1)
+	calls := map[string]error{
+		"Identity":  func() error { _, err := be.Identity(ctx); return err }(),
+		"Pool":      func() error { _, err := be.Pool(ctx, pool01); return err }(),
+		"Bootstrap": func() error { _, err := be.Bootstrap(ctx); return err }(),
+		"PairPools": be.PairPools(ctx, protocol.PairPoolsParams{PrimaryFQDN: pool01, BackupFQDN: pool02}),
+		"Sync":      be.SyncBackup(ctx, pool01),
+	}
+	for name, err := range calls {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if c := d.Counts(); len(c) != 0 {
+		t.Errorf("counted: %v", c)
+	}
+}

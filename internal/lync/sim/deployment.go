@@ -1,0 +1,434 @@
+// Package sim is a simulated Lync Server 2013 / Skype for Business Server deployment: sites, Front
+// End pools and servers, the Central Management Store, backup pairings, Bootstrapper.exe, the
+// LYNCBACKUP service and the backup status that moves over time. It implements lync.Backend for
+// every pool and server of a deployment file, so one sim process can stand in for a whole
+// deployment in demos and tests. Time comes from an injectable Clock; faults and durations come
+// from the file and can be changed at run time (Set* methods, AdminHandler).
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/lync-dr/poolpair-operator/internal/lync"
+	"github.com/lync-dr/poolpair-operator/internal/protocol"
+)
+
+// ErrInvalid wraps errors about bad arguments to the sim's own controls (400 from AdminHandler).
+var ErrInvalid = errors.New("invalid")
+
+// Endpoint kinds.
+const (
+	KindPool   = "pool"
+	KindServer = "server"
+)
+
+// Endpoint is one agent endpoint the sim serves: a pool-level endpoint or a Front End server.
+type Endpoint struct {
+	// Kind is KindPool or KindServer.
+	Kind string `json:"kind"`
+	FQDN string `json:"fqdn"`
+	// Pool is the pool's FQDN (the endpoint's own FQDN for a pool endpoint).
+	Pool string `json:"pool"`
+	// Listen is the address to serve it on, from the file ("127.0.0.1:0" when the file has none)
+	// or from WithListenOverride.
+	Listen string `json:"listen"`
+}
+
+// Option configures Load and Parse.
+type Option func(*options)
+
+type options struct {
+	clock     Clock
+	stateFile string
+	listen    func(Endpoint) string
+}
+
+// WithClock sets the clock (default RealClock).
+func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithStateFile persists the mutable state to path after every mutation (atomically) and reloads it
+// at Load when the file exists: restarting the sim process is then like restarting the agent on a
+// real server, while Lync's own state survives. The file must match the deployment file.
+func WithStateFile(path string) Option { return func(o *options) { o.stateFile = path } }
+
+// WithListenOverride replaces each endpoint's listen address with f's answer (tests use it to pick
+// free ports or "127.0.0.1:0"); an empty answer keeps the file's address. Callers that do their own
+// listening can also simply ignore Endpoint.Listen.
+func WithListenOverride(f func(Endpoint) string) Option {
+	return func(o *options) { o.listen = f }
+}
+
+// Deployment is a simulated Lync deployment. It is safe for concurrent use.
+type Deployment struct {
+	topo      *topology
+	clock     Clock
+	stateFile string
+
+	mu sync.Mutex
+	st *mutState
+	// bootstrapping marks servers with a Bootstrapper run in progress (not persisted: a run does
+	// not survive the process).
+	bootstrapping map[string]bool
+
+	// topoWrite serializes topology writes (PairPools, Unpair), as publishing a topology does; a
+	// channel rather than a mutex so waiting for it honours ctx.
+	topoWrite chan struct{}
+}
+
+// Load reads a deployment file (YAML).
+func Load(path string, opts ...Option) (*Deployment, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	d, err := Parse(data, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return d, nil
+}
+
+// Parse builds a deployment from the YAML text of a deployment file.
+func Parse(data []byte, opts ...Option) (*Deployment, error) {
+	o := options{clock: RealClock()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	t, st, err := parseConfig(data)
+	if err != nil {
+		return nil, err
+	}
+	if o.listen != nil {
+		for i := range t.pools {
+			p := &t.pools[i]
+			if l := o.listen(Endpoint{Kind: KindPool, FQDN: p.FQDN, Pool: p.FQDN, Listen: p.Listen}); l != "" {
+				p.Listen = l
+			}
+		}
+		for i := range t.servers {
+			s := &t.servers[i]
+			if l := o.listen(Endpoint{Kind: KindServer, FQDN: s.FQDN, Pool: s.Pool, Listen: s.Listen}); l != "" {
+				s.Listen = l
+			}
+		}
+	}
+	d := &Deployment{
+		topo:          t,
+		clock:         o.clock,
+		stateFile:     o.stateFile,
+		st:            st,
+		bootstrapping: map[string]bool{},
+		topoWrite:     make(chan struct{}, 1),
+	}
+	// Directions that start active (a pre-existing, running pairing in the file) begin now.
+	settle(d.st, t, d.clock.Now())
+	if d.stateFile != "" {
+		saved, found, err := readStateFile(d.stateFile, t)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			d.st = saved
+		} else if err := writeStateFile(d.stateFile, d.st); err != nil {
+			return nil, fmt.Errorf("state file: %w", err)
+		}
+	}
+	return d, nil
+}
+
+// mutate applies fn to a copy of the state, settles the backup directions, persists the copy and
+// only then makes it current: a failed save leaves the deployment as it was.
+func (d *Deployment) mutate(fn func(st *mutState, now time.Time) error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.clock.Now()
+	next := d.st.clone()
+	if err := fn(next, now); err != nil {
+		return err
+	}
+	settle(next, d.topo, now)
+	if d.stateFile != "" {
+		if err := writeStateFile(d.stateFile, next); err != nil {
+			return fmt.Errorf("%w: saving the sim state: %v", lync.ErrUnavailable, err)
+		}
+	}
+	d.st = next
+	return nil
+}
+
+// read runs fn on the current state under the lock.
+func (d *Deployment) read(fn func(st *mutState, now time.Time)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fn(d.st, d.clock.Now())
+}
+
+// count records that an operation of kind on target started executing.
+func (d *Deployment) count(kind protocol.OperationKind, target string) error {
+	return d.mutate(func(st *mutState, _ time.Time) error {
+		st.Counts[string(kind)+"/"+target]++
+		return nil
+	})
+}
+
+// Endpoints lists the endpoints to serve: pools first, then servers, in file order.
+func (d *Deployment) Endpoints() []Endpoint {
+	var out []Endpoint
+	for _, p := range d.topo.pools {
+		out = append(out, Endpoint{Kind: KindPool, FQDN: p.FQDN, Pool: p.FQDN, Listen: p.Listen})
+	}
+	for _, s := range d.topo.servers {
+		out = append(out, Endpoint{Kind: KindServer, FQDN: s.FQDN, Pool: s.Pool, Listen: s.Listen})
+	}
+	return out
+}
+
+// Backend returns the deployment as seen from the pool endpoint or server fqdn.
+func (d *Deployment) Backend(fqdn string) (lync.Backend, error) {
+	name, ok := d.topo.canonical(fqdn)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q is neither a pool nor a server of the simulated deployment", lync.ErrNotFound, fqdn)
+	}
+	if s, ok := d.topo.server(name); ok {
+		return &view{d: d, server: s.FQDN, pool: s.Pool}, nil
+	}
+	return &view{d: d, pool: name}, nil
+}
+
+// Reachable reports whether the endpoint fqdn answers; false while its "unreachable" fault is on,
+// and for names the deployment does not have.
+func (d *Deployment) Reachable(fqdn string) bool {
+	name, ok := d.topo.canonical(fqdn)
+	if !ok {
+		return false
+	}
+	reachable := false
+	d.read(func(st *mutState, _ time.Time) {
+		if pm, ok := st.Pools[name]; ok {
+			reachable = !pm.Unreachable
+		} else {
+			reachable = !st.Servers[name].Faults.Unreachable
+		}
+	})
+	return reachable
+}
+
+// Counts returns how many times each operation started executing, keyed "<Kind>/<target>" with the
+// target spelled as in the deployment file: "Bootstrap/<server>", "StartBackupService/<server>",
+// "PairPools/<primary>", "Unpair/<primary>", "SyncBackup/<pool>". A call counts once it names a
+// valid target (a known pool; a server for the per-server kinds), before any wait and before the
+// checks that depend on the deployment's state, so a refused or cancelled run counts too. The
+// admin controls are not operations and do not count.
+func (d *Deployment) Counts() map[string]int {
+	var out map[string]int
+	d.read(func(st *mutState, _ time.Time) {
+		out = make(map[string]int, len(st.Counts))
+		for k, v := range st.Counts {
+			out[k] = v
+		}
+	})
+	return out
+}
+
+// Snapshot returns a copy of the whole deployment, backup status computed now.
+func (d *Deployment) Snapshot() State {
+	var out State
+	d.read(func(st *mutState, now time.Time) {
+		t := d.topo
+		out = State{Product: t.product, Now: now, TopologyVersion: st.TopologyVersion, CMSPool: t.cmsPool, Counts: map[string]int{}}
+		for k, v := range st.Counts {
+			out.Counts[k] = v
+		}
+		for _, p := range t.pools {
+			pm := st.Pools[p.FQDN]
+			status, dir := backupStatus(st, t, p.FQDN, now)
+			ps := PoolState{
+				Pool:         poolInfo(t, st, p.FQDN),
+				Listen:       p.Listen,
+				Unreachable:  pm.Unreachable,
+				ExportError:  slices.Clone(pm.ExportError),
+				ImportError:  slices.Clone(pm.ImportError),
+				Backup:       status,
+				BackupActive: dir.Active,
+				Backlog:      dir.Backlog,
+			}
+			if pm.VoiceFailover != nil {
+				v := *pm.VoiceFailover
+				ps.VoiceFailover = &v
+			}
+			out.Pools = append(out.Pools, ps)
+		}
+		for _, s := range t.servers {
+			sm := st.Servers[s.FQDN]
+			ss := ServerState{
+				FQDN: s.FQDN, Pool: s.Pool, Listen: s.Listen,
+				BackupService:   sm.BackupService,
+				BootstrappedFor: sm.BootstrappedFor,
+				Faults:          sm.Faults,
+			}
+			if sm.LastBootstrap != nil {
+				r := *sm.LastBootstrap
+				ss.LastBootstrap = &r
+			}
+			out.Servers = append(out.Servers, ss)
+		}
+	})
+	return out
+}
+
+// poolInfo is Get-CsPool plus Get-CsPoolBackupRelationship for one pool.
+func poolInfo(t *topology, st *mutState, name string) protocol.Pool {
+	p, _ := t.pool(name)
+	return protocol.Pool{
+		FQDN:       p.FQDN,
+		Site:       p.Site,
+		Edition:    p.Edition,
+		Version:    p.Version,
+		Computers:  slices.Clone(p.Servers),
+		BackupPool: st.Pools[name].BackupPool,
+		HostsCMS:   name == t.cmsPool,
+	}
+}
+
+// resolvePool returns the canonical name of a pool, or an error wrapping lync.ErrNotFound.
+func (d *Deployment) resolvePool(fqdn string) (string, error) {
+	if name, ok := d.topo.canonical(fqdn); ok {
+		if _, ok := d.topo.pool(name); ok {
+			return name, nil
+		}
+		return "", fmt.Errorf("%w: %s is a Front End server, not a pool", lync.ErrNotFound, name)
+	}
+	return "", fmt.Errorf("%w: pool %q is not in the topology", lync.ErrNotFound, fqdn)
+}
+
+// resolveServer returns the canonical name of a server, or an error wrapping lync.ErrNotFound.
+func (d *Deployment) resolveServer(fqdn string) (string, error) {
+	if name, ok := d.topo.canonical(fqdn); ok {
+		if _, ok := d.topo.server(name); ok {
+			return name, nil
+		}
+		return "", fmt.Errorf("%w: %s is a pool, not a Front End server", lync.ErrNotFound, name)
+	}
+	return "", fmt.Errorf("%w: server %q is not in the topology", lync.ErrNotFound, fqdn)
+}
+
+// --- Chaos and admin controls. They act at once (no duration) and are not counted. ---
+
+// StopBackupService stops LYNCBACKUP on server, as an administrator or a crash would
+// (Stop-CsWindowsService). Stopping a stopped service is not an error.
+func (d *Deployment) StopBackupService(server string) error {
+	name, err := d.resolveServer(server)
+	if err != nil {
+		return err
+	}
+	return d.mutate(func(st *mutState, _ time.Time) error {
+		sm := st.Servers[name]
+		if !sm.BackupService.Installed {
+			return fmt.Errorf("%w: LYNCBACKUP is not installed on %s", lync.ErrConflict, name)
+		}
+		sm.BackupService.Status = protocol.ServiceStopped
+		return nil
+	})
+}
+
+// SetUnreachable turns the "unreachable" fault of a pool endpoint or a server on or off.
+func (d *Deployment) SetUnreachable(fqdn string, unreachable bool) error {
+	name, ok := d.topo.canonical(fqdn)
+	if !ok {
+		return fmt.Errorf("%w: %q is neither a pool nor a server of the simulated deployment", lync.ErrNotFound, fqdn)
+	}
+	return d.mutate(func(st *mutState, _ time.Time) error {
+		if pm, ok := st.Pools[name]; ok {
+			pm.Unreachable = unreachable
+		} else {
+			st.Servers[name].Faults.Unreachable = unreachable
+		}
+		return nil
+	})
+}
+
+// SetExportError turns the export ErrorState fault of one module of pool on or off; module ""
+// means every module.
+func (d *Deployment) SetExportError(pool, module string, on bool) error {
+	return d.setModuleFault(pool, module, on, func(pm *poolMut) *[]string { return &pm.ExportError })
+}
+
+// SetImportError turns the import ErrorState fault (the pool's import of its partner's data) of
+// one module of pool on or off; module "" means every module.
+func (d *Deployment) SetImportError(pool, module string, on bool) error {
+	return d.setModuleFault(pool, module, on, func(pm *poolMut) *[]string { return &pm.ImportError })
+}
+
+func (d *Deployment) setModuleFault(pool, module string, on bool, list func(*poolMut) *[]string) error {
+	name, err := d.resolvePool(pool)
+	if err != nil {
+		return err
+	}
+	all := modulesFor(d.topo.product)
+	targets := all
+	if module != "" {
+		if !slices.Contains(all, module) {
+			return fmt.Errorf("%w: module %q is not one of %v", ErrInvalid, module, all)
+		}
+		targets = []string{module}
+	}
+	return d.mutate(func(st *mutState, _ time.Time) error {
+		l := list(st.Pools[name])
+		for _, m := range targets {
+			if on {
+				*l = append(*l, m)
+			} else {
+				*l = slices.DeleteFunc(*l, func(x string) bool { return x == m })
+			}
+		}
+		*l = uniqueSorted(*l)
+		return nil
+	})
+}
+
+// SetBackupPool changes pool's backup association out of band, as an administrator in Topology
+// Builder could, on that side only (backupPool "" unpairs that side). Unlike PairPools it enforces
+// no rule, so tests can build the inconsistent topologies the operator must refuse to "fix".
+func (d *Deployment) SetBackupPool(pool, backupPool string) error {
+	name, err := d.resolvePool(pool)
+	if err != nil {
+		return err
+	}
+	backup := ""
+	if backupPool != "" {
+		if backup, err = d.resolvePool(backupPool); err != nil {
+			return err
+		}
+		if backup == name {
+			return fmt.Errorf("%w: a pool cannot be paired with itself", ErrInvalid)
+		}
+	}
+	return d.mutate(func(st *mutState, _ time.Time) error {
+		pm := st.Pools[name]
+		if pm.BackupPool != backup {
+			pm.BackupPool = backup
+			st.TopologyVersion++
+		}
+		return nil
+	})
+}
+
+// SetFaults replaces a server's faults (the remaining counts included).
+func (d *Deployment) SetFaults(server string, f ServerFaults) error {
+	name, err := d.resolveServer(server)
+	if err != nil {
+		return err
+	}
+	if err := f.validate("faults"); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return d.mutate(func(st *mutState, _ time.Time) error {
+		st.Servers[name].Faults = f
+		return nil
+	})
+}
