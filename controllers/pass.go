@@ -36,6 +36,8 @@ type pass struct {
 	requeue time.Duration
 	// released is set when deletion may remove the finalizer.
 	released bool
+	// events wait for the status write.
+	events []pendingEvent
 }
 
 func conditionsFor(pp *drv1alpha1.PoolPair) conditions.Setter {

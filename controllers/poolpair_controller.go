@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -102,9 +103,17 @@ func (r *PoolPairReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 			return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, pp, patch))
 		}
 	}
-	r.phases.Set(req.String(), string(pp.Status.Phase))
-	if perr := r.patchStatus(ctx, before, pp); perr != nil && err == nil {
-		err = perr
+	if perr := r.patchStatus(ctx, before, pp); perr != nil {
+		if apierrors.IsConflict(perr) {
+			// This pass read a stale copy; another pass already wrote. Look again with fresh data.
+			return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+		}
+		if err == nil {
+			err = perr
+		}
+	} else {
+		r.phases.Set(req.String(), string(pp.Status.Phase))
+		p.emitEvents()
 	}
 	if err != nil {
 		return ctrl.Result{}, err
@@ -112,12 +121,17 @@ func (r *PoolPairReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	return ctrl.Result{RequeueAfter: p.requeue}, nil
 }
 
-// patchStatus writes the status only when it changed: no write, no watch event, no hot loop.
+// patchStatus writes the status only when it changed: no write, no watch event, no hot loop. The
+// write is guarded by the resourceVersion read, so a pass that worked from a stale cache cannot
+// overwrite (or double-count) what a newer pass recorded.
 func (r *PoolPairReconciler) patchStatus(ctx context.Context, before, after *drv1alpha1.PoolPair) error {
 	if equality.Semantic.DeepEqual(before.Status, after.Status) {
 		return nil
 	}
-	if err := r.Status().Patch(ctx, after, client.MergeFrom(before)); err != nil {
+	if err := r.Status().Patch(ctx, after, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsConflict(err) {
+			return err
+		}
 		return client.IgnoreNotFound(fmt.Errorf("patching status: %w", err))
 	}
 	return nil

@@ -43,9 +43,22 @@ const (
 	eventWarning = corev1.EventTypeWarning
 )
 
+// pendingEvent is emitted once the pass's status is written: a pass that read a stale copy loses
+// the optimistic-lock race and must not announce what the winner already announced.
+type pendingEvent struct {
+	eventType, reason, action, note string
+}
+
 func (p *pass) event(eventType, reason, action, format string, args ...any) {
-	if p.r.Recorder != nil {
-		p.r.Recorder.Eventf(p.pp, nil, eventType, reason, action, format, args...)
+	p.events = append(p.events, pendingEvent{eventType, reason, action, fmt.Sprintf(format, args...)})
+}
+
+func (p *pass) emitEvents() {
+	if p.r.Recorder == nil {
+		return
+	}
+	for _, e := range p.events {
+		p.r.Recorder.Eventf(p.pp, nil, e.eventType, e.reason, e.action, "%s", e.note)
 	}
 }
 

@@ -134,6 +134,23 @@ type manager struct {
 // startManager runs the PoolPair controller until the test ends.
 func startManager(t *testing.T, configure func(r *controllers.PoolPairReconciler)) *manager {
 	t.Helper()
+	m, stop := runManager(t, configure)
+	t.Cleanup(stop)
+	return m
+}
+
+// startManagerStoppable runs the PoolPair controller until stop is called (or the test ends).
+func startManagerStoppable(t *testing.T, configure func(r *controllers.PoolPairReconciler)) (stop func()) {
+	t.Helper()
+	_, stopManager := runManager(t, configure)
+	var once sync.Once
+	stopOnce := func() { once.Do(stopManager) }
+	t.Cleanup(stopOnce)
+	return stopOnce
+}
+
+func runManager(t *testing.T, configure func(r *controllers.PoolPairReconciler)) (*manager, func()) {
+	t.Helper()
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -145,9 +162,10 @@ func startManager(t *testing.T, configure func(r *controllers.PoolPairReconciler
 	}
 	counter := &writeCounter{statusWrites: map[string]int{}, gets: map[string]int{}}
 	r := &controllers.PoolPairReconciler{
-		Client:   interceptor.NewClient(mgrClientWithWatch{mgr.GetClient()}, counter.funcs()),
-		Scheme:   scheme,
-		Recorder: mgr.GetEventRecorder("poolpair-operator"),
+		Client:    interceptor.NewClient(mgrClientWithWatch{mgr.GetClient()}, counter.funcs()),
+		APIReader: mgr.GetAPIReader(),
+		Scheme:    scheme,
+		Recorder:  mgr.GetEventRecorder("poolpair-operator"),
 	}
 	if configure != nil {
 		configure(r)
@@ -159,13 +177,12 @@ func startManager(t *testing.T, configure func(r *controllers.PoolPairReconciler
 	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
+	return &manager{counter: counter}, func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("manager stopped with an error: %v", err)
 		}
-	})
-	return &manager{counter: counter}
+	}
 }
 
 // eventually polls cond until it holds or the timeout passes; tests assert on behaviour, the

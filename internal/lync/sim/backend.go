@@ -22,9 +22,8 @@ var _ lync.Backend = (*view)(nil)
 
 // Bootstrapper.exe exit codes the sim produces (Windows Installer codes, which Bootstrapper passes on).
 const (
-	exitFatal             = 1603 // fatal error during installation
-	exitInstallInProgress = 1618 // another installation is already in progress
-	exitRebootRequired    = 3010 // success, but a restart is required to finish
+	exitFatal          = 1603 // fatal error during installation
+	exitRebootRequired = 3010 // success, but a restart is required to finish
 )
 
 var bootstrapperPath = map[string]string{
@@ -146,7 +145,7 @@ func (v *view) PairPools(ctx context.Context, p protocol.PairPoolsParams) error 
 		}
 		st.Pools[a].BackupPool, st.Pools[b].BackupPool = b, a
 		st.Pools[a].VoiceFailover = nil
-		if false {
+		if p.VoiceFailover != nil {
 			vf := *p.VoiceFailover
 			st.Pools[a].VoiceFailover = &vf
 		}
@@ -236,24 +235,15 @@ func (v *view) Bootstrap(ctx context.Context) (lync.BootstrapResult, error) {
 	}
 	exe := bootstrapperPath[d.topo.product]
 
-	d.mu.Lock()
-	busy := d.bootstrapping[v.server]
-	if !busy {
-		d.bootstrapping[v.server] = true
+	// One run at a time on a server, as the powershell backend does: a second run waits for the
+	// first (running two would make Windows Installer refuse the second with 1618).
+	sem := d.bootstrapping[v.server]
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return lync.BootstrapResult{}, ctx.Err()
 	}
-	d.mu.Unlock()
-	if busy {
-		// What a second, concurrent run of Bootstrapper really does: Windows Installer refuses it.
-		return lync.BootstrapResult{
-			ExitCode: exitInstallInProgress,
-			LogTail:  fmt.Sprintf("%s: another installation is already in progress on %s (Windows Installer error 1618). Wait for it to finish and run Bootstrapper.exe again.", exe, v.server),
-		}, nil
-	}
-	defer func() {
-		d.mu.Lock()
-		delete(d.bootstrapping, v.server)
-		d.mu.Unlock()
-	}()
+	defer func() { <-sem }()
 
 	if err := sleep(ctx, d.clock, d.topo.timing.Bootstrap); err != nil {
 		return lync.BootstrapResult{}, err
@@ -269,7 +259,7 @@ func (v *view) Bootstrap(ctx context.Context) (lync.BootstrapResult, error) {
 				LogTail: strings.Join([]string{
 					"Checking prerequisites for Lync Server Backup Service...prerequisites satisfied.",
 					"Installing Lync Server Backup Service (LYNCBACKUP)...failure code 1603",
-					`Bootstrapper.exe failed. For details, see the log under %TEMP%\Bootstrap-` + v.server + ".html",
+					exe + ` failed. For details, see the log under %TEMP%\Bootstrap-` + v.server + ".html",
 				}, "\n"),
 			}
 		case sm.Faults.RebootRequired > 0:
@@ -346,7 +336,7 @@ func (v *view) StartBackupService(ctx context.Context) error {
 		sm := st.Servers[v.server]
 		if sm.Faults.ServiceWillNotStart {
 			// Not a sentinel error: whether a retry helps depends on what is wrong on the server.
-			return fmt.Errorf("Start-CsWindowsService: service LYNCBACKUP on %s did not start: the service did not respond to the start or control request in a timely fashion", v.server)
+			return fmt.Errorf("service LYNCBACKUP on %s did not start (Start-CsWindowsService): the service did not respond to the start or control request in a timely fashion", v.server)
 		}
 		sm.BackupService.Status = protocol.ServiceRunning
 		return nil
@@ -402,7 +392,7 @@ func (v *view) SyncBackup(ctx context.Context, poolFQDN string) error {
 		return err
 	}
 	if len(failing) > 0 {
-		return fmt.Errorf("Invoke-CsBackupServiceSync: export of %s from %s failed (LS Backup Service event 4069)", strings.Join(failing, ", "), name)
+		return fmt.Errorf("backup sync of %s (Invoke-CsBackupServiceSync): export of %s failed (LS Backup Service event 4069)", name, strings.Join(failing, ", "))
 	}
 	return nil
 }

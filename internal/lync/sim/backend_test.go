@@ -92,7 +92,7 @@ func TestPairPools(t *testing.T) {
 		{PrimaryFQDN: pool01, BackupFQDN: pool02, VoiceFailover: &protocol.VoiceFailover{Enabled: true, FailureDetectionIntervalSeconds: 300}},
 		{PrimaryFQDN: "POOL02.contoso.com", BackupFQDN: pool01},
 	} {
-		if err := backend(t, d, pool02).PairPools(context.Background(), p); err != nil {
+		if err := instant(t, clk, func() error { return backend(t, d, pool02).PairPools(context.Background(), p) }); err != nil {
 			t.Errorf("PairPools(%+v) again: %v", p, err)
 		}
 	}
@@ -247,7 +247,9 @@ func TestUnpair(t *testing.T) {
 	if a, b := poolOf(t, d, pool01), poolOf(t, d, pool02); a.BackupPool != "" || b.BackupPool != "" {
 		t.Fatalf("still paired: %q, %q", a.BackupPool, b.BackupPool)
 	}
-	if err := unpair(pool01, pool02); err != nil {
+	if err := instant(t, clk, func() error {
+		return backend(t, d, pool01).Unpair(context.Background(), protocol.UnpairParams{PrimaryFQDN: pool01, BackupFQDN: pool02})
+	}); err != nil {
 		t.Errorf("Unpair again: %v", err)
 	}
 	// Without a partner the backup status starts from scratch.
@@ -366,23 +368,56 @@ func TestBootstrapCancelledChangesNothing(t *testing.T) {
 	}
 }
 
-func TestBootstrapConcurrentRunRefused(t *testing.T) {
-	d, clk := newSim(t, baseYAML)
-	done := make(chan bootOut, 1)
-	go func() {
+func TestBootstrapRunsOneAtATime(t *testing.T) {
+	yml := replace(t, baseYAML, "  - fqdn: fe01.pool01.contoso.com\n", "  - fqdn: fe01.pool01.contoso.com\n    faults: {bootstrapFailures: 1}\n")
+	d, clk := newSim(t, yml)
+	results := make(chan bootOut, 2)
+	run := func() {
 		r, err := backend(t, d, fe1p1).Bootstrap(context.Background())
-		done <- bootOut{r, err}
-	}()
+		results <- bootOut{r, err}
+	}
+	go run()
 	if err := clk.WaitForWaiters(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
-	r, err := backend(t, d, fe1p1).Bootstrap(context.Background())
-	if err != nil || r.Succeeded || r.ExitCode != 1618 {
-		t.Errorf("concurrent run = %+v, %v", r, err)
+	go run()
+	waitCount(t, d, "Bootstrap/"+fe1p1, 2)
+	// The second run waits for the first instead of starting its own timer.
+	if n := clk.Waiters(); n != 1 {
+		t.Fatalf("%d runs in progress, want 1", n)
 	}
 	clk.Step(4 * time.Second)
-	if o := <-done; o.err != nil || !o.res.Succeeded {
-		t.Errorf("first run = %+v", o)
+	first := <-results
+	if first.err != nil || first.res.Succeeded || first.res.ExitCode != 1603 {
+		t.Fatalf("first run = %+v", first)
+	}
+	if err := clk.WaitForWaiters(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(4 * time.Second)
+	if second := <-results; second.err != nil || !second.res.Succeeded {
+		t.Fatalf("second run = %+v", second)
+	}
+
+	// A run waiting for the slot gives up with its context, and changes nothing.
+	go run()
+	if err := clk.WaitForWaiters(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := backend(t, d, fe1p1).Bootstrap(ctx)
+		blocked <- err
+	}()
+	waitCount(t, d, "Bootstrap/"+fe1p1, 4)
+	cancel()
+	if err := <-blocked; !errors.Is(err, context.Canceled) {
+		t.Errorf("waiting run = %v, want context.Canceled", err)
+	}
+	clk.Step(4 * time.Second)
+	if third := <-results; third.err != nil || !third.res.Succeeded {
+		t.Fatalf("third run = %+v", third)
 	}
 }
 
@@ -438,7 +473,7 @@ func TestStartBackupService(t *testing.T) {
 		t.Fatalf("BackupService = %+v", svc)
 	}
 	// Idempotent: returns at once without waiting.
-	if err := backend(t, d, fe1p1).StartBackupService(context.Background()); err != nil {
+	if err := instant(t, clk, func() error { return backend(t, d, fe1p1).StartBackupService(context.Background()) }); err != nil {
 		t.Errorf("start again: %v", err)
 	}
 

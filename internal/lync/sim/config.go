@@ -194,11 +194,7 @@ func parseConfig(data []byte) (*topology, *mutState, error) {
 		return nil, nil, fmt.Errorf("deployment file: %w", err)
 	}
 	var c config
-	if err := json.Unmarshal(j, &c); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return nil, nil, fmt.Errorf("deployment file: %s: must be %s, not a %s", te.Field, te.Type, te.Value)
-		}
+	if err := json.Unmarshal(j, &c); err != nil { // checkFields has caught what a user can get wrong
 		return nil, nil, fmt.Errorf("deployment file: %w", err)
 	}
 	t, st, err := c.build()
@@ -304,6 +300,9 @@ func join(path, k string) string {
 
 func (c *config) build() (*topology, *mutState, error) {
 	t := &topology{product: c.Product, names: map[string]string{}}
+	if c.Product == "" {
+		return nil, nil, errors.New("product: required (lync2013, sfb2015 or sfb2019)")
+	}
 	if _, ok := defaultVersion[c.Product]; !ok {
 		return nil, nil, fmt.Errorf("product: %q is not one of %s, %s, %s", c.Product, protocol.ProductLync2013, protocol.ProductSfB2015, protocol.ProductSfB2019)
 	}

@@ -71,9 +71,9 @@ type Deployment struct {
 
 	mu sync.Mutex
 	st *mutState
-	// bootstrapping marks servers with a Bootstrapper run in progress (not persisted: a run does
-	// not survive the process).
-	bootstrapping map[string]bool
+	// bootstrapping holds one slot per server: a Bootstrapper run in progress (not persisted: a
+	// run does not survive the process).
+	bootstrapping map[string]chan struct{}
 
 	// topoWrite serializes topology writes (PairPools, Unpair), as publishing a topology does; a
 	// channel rather than a mutex so waiting for it honours ctx.
@@ -122,8 +122,11 @@ func Parse(data []byte, opts ...Option) (*Deployment, error) {
 		clock:         o.clock,
 		stateFile:     o.stateFile,
 		st:            st,
-		bootstrapping: map[string]bool{},
+		bootstrapping: map[string]chan struct{}{},
 		topoWrite:     make(chan struct{}, 1),
+	}
+	for _, s := range t.servers {
+		d.bootstrapping[s.FQDN] = make(chan struct{}, 1)
 	}
 	// Directions that start active (a pre-existing, running pairing in the file) begin now.
 	settle(d.st, t, d.clock.Now())

@@ -127,6 +127,31 @@ func do[T any](t *testing.T, clk *FakeClock, step time.Duration, fn func() T) T 
 	return zero
 }
 
+// instant runs fn and fails the test if fn waits on the fake clock instead of returning at once
+// (an idempotent call that would redo its work). The clock is then stepped to release fn.
+func instant[T any](t *testing.T, clk *FakeClock, fn func() T) T {
+	t.Helper()
+	done := make(chan T, 1)
+	waiting := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := clk.Waiters() + 1
+	go func() { waiting <- clk.WaitForWaiters(ctx, n) }()
+	go func() { done <- fn() }()
+	select {
+	case v := <-done:
+		return v
+	case <-waiting:
+		clk.Step(24 * time.Hour)
+		<-done
+		t.Fatal("the call waited on the clock; it should have returned at once")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not return")
+	}
+	var zero T
+	return zero
+}
+
 type bootOut struct {
 	res lync.BootstrapResult
 	err error

@@ -1,0 +1,252 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
+	"github.com/lync-dr/poolpair-operator/controllers"
+	"github.com/lync-dr/poolpair-operator/internal/agentclient"
+	"github.com/lync-dr/poolpair-operator/internal/conditions"
+	"github.com/lync-dr/poolpair-operator/internal/lync/sim"
+	"github.com/lync-dr/poolpair-operator/internal/protocol"
+)
+
+// countingAgents counts every agent request the controller makes.
+type countingAgents struct {
+	controllers.AgentClient
+	calls atomic.Int64
+}
+
+func (c *countingAgents) Pool(ctx context.Context, e, f string) (protocol.Pool, error) {
+	c.calls.Add(1)
+	return c.AgentClient.Pool(ctx, e, f)
+}
+func (c *countingAgents) BackupStatus(ctx context.Context, e, f string) (protocol.BackupStatus, error) {
+	c.calls.Add(1)
+	return c.AgentClient.BackupStatus(ctx, e, f)
+}
+func (c *countingAgents) Server(ctx context.Context, e string) (protocol.Server, error) {
+	c.calls.Add(1)
+	return c.AgentClient.Server(ctx, e)
+}
+func (c *countingAgents) StartOperation(ctx context.Context, e string, r protocol.OperationRequest) (protocol.Operation, error) {
+	c.calls.Add(1)
+	return c.AgentClient.StartOperation(ctx, e, r)
+}
+func (c *countingAgents) Operation(ctx context.Context, e, id string) (protocol.Operation, error) {
+	c.calls.Add(1)
+	return c.AgentClient.Operation(ctx, e, id)
+}
+
+func (e *simEnv) countingReconciler(counter *countingAgents) func(*controllers.PoolPairReconciler) {
+	return func(r *controllers.PoolPairReconciler) {
+		e.fastReconciler(r)
+		r.Connect = func(m controllers.TLSMaterial) (controllers.AgentClient, error) {
+			if counter.AgentClient == nil {
+				c, err := agentclient.New(agentclient.Config{CertPEM: m.CertPEM, KeyPEM: m.KeyPEM, CAPEM: m.CAPEM, Timeout: 2 * time.Second})
+				if err != nil {
+					return nil, err
+				}
+				counter.AgentClient = c
+			}
+			return counter, nil
+		}
+	}
+}
+
+func conditionIs(pp *drv1alpha1.PoolPair, t string, status metav1.ConditionStatus, reason string) bool {
+	c := conditions.Get(pp.Status.Conditions, t)
+	return c != nil && c.Status == status && (reason == "" || c.Reason == reason)
+}
+
+func TestAgentDownThenBackConverges(t *testing.T) {
+	requireAPIServer(t)
+	env := startSim(t, testDurations, nil)
+	startManager(t, env.fastReconciler)
+	ns := newNamespace(t)
+	// The agent of one backup Front End is down from the start.
+	if err := env.runner.StopEndpoint("fe02.pool02.contoso.com"); err != nil {
+		t.Fatal(err)
+	}
+	create(t, env.pair(ns, "agent-down"))
+	eventually(t, 30*time.Second, "AgentsReachable=False naming the server", func() (bool, string) {
+		got := getPair(t, ns, "agent-down")
+		c := conditions.Get(got.Status.Conditions, drv1alpha1.ConditionAgentsReachable)
+		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, "fe02.pool02.contoso.com") &&
+			conditionIs(got, drv1alpha1.ConditionTopologyPublished, metav1.ConditionTrue, ""), describe(got)
+	})
+	got := getPair(t, ns, "agent-down")
+	if conditionIs(got, drv1alpha1.ConditionReady, metav1.ConditionTrue, "") {
+		t.Fatal("Ready while an agent is down")
+	}
+	if err := env.runner.StartEndpoint("fe02.pool02.contoso.com"); err != nil {
+		t.Fatal(err)
+	}
+	got = waitReady(t, ns, "agent-down", 60*time.Second)
+	if !conditionIs(got, drv1alpha1.ConditionAgentsReachable, metav1.ConditionTrue, "") {
+		t.Fatalf("agents still reported unreachable: %s", describe(got))
+	}
+}
+
+func TestBootstrapFailsTwiceThenSucceeds(t *testing.T) {
+	requireAPIServer(t)
+	env := startSim(t, testDurations, nil)
+	if err := env.d.SetFaults("fe01.pool01.contoso.com", sim.ServerFaults{BootstrapFailures: 2}); err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, env.fastReconciler)
+	ns := newNamespace(t)
+	create(t, env.pair(ns, "flaky"))
+	got := waitReady(t, ns, "flaky", 60*time.Second)
+
+	if n := env.d.Counts()["Bootstrap/fe01.pool01.contoso.com"]; n != 3 {
+		t.Fatalf("Bootstrapper ran %d times on the flaky server, want 3 (two failures, one success)", n)
+	}
+	events := eventReasons(t, ns, "flaky")
+	if countReason(events, "BootstrapFailed") < 1 {
+		t.Fatalf("no BootstrapFailed event:\n%s", strings.Join(events, "\n"))
+	}
+	for _, s := range got.Status.Servers {
+		if s.FQDN == "fe01.pool01.contoso.com" && (s.FailedAttempts != 0 || s.LastFailureTime != nil) {
+			t.Fatalf("after success the failure counter must reset: %+v", s)
+		}
+	}
+	// The delay grew: the gap before the third run is longer than before the second.
+	var starts []time.Time
+	for _, e := range listEvents(t, ns, "flaky") {
+		if e.Reason == "BootstrapStarted" && strings.Contains(e.Note, "fe01.pool01.contoso.com") {
+			starts = append(starts, e.EventTime.Time)
+		}
+		if e.Series != nil {
+			t.Fatalf("step events must not be merged into a series: %+v", e)
+		}
+	}
+	if len(starts) != 3 {
+		t.Fatalf("want 3 BootstrapStarted events for the flaky server, got %d", len(starts))
+	}
+	sortTimes(starts)
+	if g1, g2 := starts[1].Sub(starts[0]), starts[2].Sub(starts[1]); g2 <= g1 {
+		t.Fatalf("retry delay did not grow: %v then %v", g1, g2)
+	}
+}
+
+func TestRetriesExhaustedStallsAndRequestedAtRecovers(t *testing.T) {
+	requireAPIServer(t)
+	env := startSim(t, testDurations, nil)
+	// More failures than the test backoff's limit of 4.
+	if err := env.d.SetFaults("fe02.pool01.contoso.com", sim.ServerFaults{BootstrapFailures: 5}); err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, env.fastReconciler)
+	ns := newNamespace(t)
+	create(t, env.pair(ns, "stuck"))
+	eventually(t, 60*time.Second, "Stalled=RetriesExhausted", func() (bool, string) {
+		got := getPair(t, ns, "stuck")
+		return conditionIs(got, drv1alpha1.ConditionStalled, metav1.ConditionTrue, "RetriesExhausted"), describe(got)
+	})
+	got := getPair(t, ns, "stuck")
+	stalled := conditions.Get(got.Status.Conditions, drv1alpha1.ConditionStalled)
+	if !strings.Contains(stalled.Message, "fe02.pool01.contoso.com") || !strings.Contains(stalled.Message, drv1alpha1.RequestedAtAnnotation) {
+		t.Fatalf("the stall must name the server and how to retry: %s", stalled.Message)
+	}
+	if conditions.Get(got.Status.Conditions, drv1alpha1.ConditionReconciling) != nil {
+		t.Fatal("Reconciling must be absent while Stalled")
+	}
+	ran := env.d.Counts()["Bootstrap/fe02.pool01.contoso.com"]
+	if ran != 4 {
+		t.Fatalf("Bootstrapper ran %d times before the stall, want the limit (4)", ran)
+	}
+	// Stalled means stopped: nothing more runs.
+	time.Sleep(time.Second)
+	if n := env.d.Counts()["Bootstrap/fe02.pool01.contoso.com"]; n != ran {
+		t.Fatalf("a stalled pair kept retrying: %d runs", n)
+	}
+
+	// The administrator fixed the server (one failure left) and asks for a retry.
+	patch := client.MergeFrom(got.DeepCopy())
+	got.Annotations = map[string]string{drv1alpha1.RequestedAtAnnotation: "2026-11-29T10:00:00Z"}
+	if err := k8s.Patch(context.Background(), got, patch); err != nil {
+		t.Fatal(err)
+	}
+	got = waitReady(t, ns, "stuck", 60*time.Second)
+	if got.Status.LastHandledReconcileAt != "2026-11-29T10:00:00Z" {
+		t.Fatalf("lastHandledReconcileAt = %q", got.Status.LastHandledReconcileAt)
+	}
+}
+
+func TestManagerRestartMidStepRunsNothingTwice(t *testing.T) {
+	requireAPIServer(t)
+	durations := map[string]string{"pairPools": "100ms", "bootstrap": "1s", "startBackupService": "50ms", "syncBackup": "100ms",
+		"syncInterval": "1h", "changeRate": "0", "initialBacklog": "500"}
+	env := startSim(t, durations, nil)
+	ns := newNamespace(t)
+	first := startManagerStoppable(t, env.fastReconciler)
+	create(t, env.pair(ns, "restart"))
+	eventually(t, 30*time.Second, "a bootstrap in flight", func() (bool, string) {
+		got := getPair(t, ns, "restart")
+		for _, s := range got.Status.Servers {
+			if s.Operation != nil && s.Operation.Kind == "Bootstrap" {
+				return true, ""
+			}
+		}
+		return false, describe(got)
+	})
+	first()
+	startManager(t, env.fastReconciler)
+	waitReady(t, ns, "restart", 60*time.Second)
+	for key, n := range env.d.Counts() {
+		if n != 1 && !strings.HasPrefix(key, "SyncBackup/") {
+			t.Errorf("%s ran %d times across the manager restart", key, n)
+		}
+	}
+}
+
+func TestStatusWipedIsRebuiltWithoutRerunningSteps(t *testing.T) {
+	requireAPIServer(t)
+	env := startSim(t, testDurations, nil)
+	startManager(t, env.fastReconciler)
+	ns := newNamespace(t)
+	create(t, env.pair(ns, "wiped"))
+	waitReady(t, ns, "wiped", 60*time.Second)
+	before := env.d.Counts()
+
+	got := getPair(t, ns, "wiped")
+	got.Status = drv1alpha1.PoolPairStatus{}
+	if err := k8s.Status().Update(context.Background(), got); err != nil {
+		t.Fatal(err)
+	}
+	// A wiped status triggers nothing by itself (status writes are filtered); the next pass does.
+	poke(t, ns, "wiped")
+	got = waitReady(t, ns, "wiped", 30*time.Second)
+	if got.Status.Phase != drv1alpha1.PhaseSynced || len(got.Status.Servers) != 4 {
+		t.Fatalf("status not rebuilt: %s", describe(got))
+	}
+	after := env.d.Counts()
+	for key, n := range after {
+		if n != before[key] {
+			t.Errorf("%s ran again after the status was wiped (%d -> %d)", key, before[key], n)
+		}
+	}
+}
+
+// poke changes an unrelated annotation to trigger a pass.
+func poke(t *testing.T, ns, name string) {
+	t.Helper()
+	got := getPair(t, ns, name)
+	patch := client.MergeFrom(got.DeepCopy())
+	if got.Annotations == nil {
+		got.Annotations = map[string]string{}
+	}
+	got.Annotations["example.com/poke"] = fmt.Sprint(time.Now().UnixNano())
+	if err := k8s.Patch(context.Background(), got, patch); err != nil {
+		t.Fatal(err)
+	}
+}
