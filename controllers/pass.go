@@ -184,7 +184,7 @@ func (p *pass) updateServers() {
 				}
 				s.LastBootstrapTime = nil
 				if b := o.Server.LastBootstrap; b != nil {
-					t := metav1.NewTime(b.Finished)
+					t := stamp(b.Finished)
 					s.LastBootstrapTime = &t
 				}
 			}
@@ -254,7 +254,7 @@ func (p *pass) updateDirections(serviceRunning bool) {
 		for _, mod := range o.Status.Modules {
 			d.Modules = append(d.Modules, drv1alpha1.BackupModuleStatus{Name: mod.Identity, Export: mod.ExportStatus, Import: mod.ImportStatus})
 		}
-		now := metav1.NewTime(p.now)
+		now := stamp(p.now)
 		if healthy {
 			if !d.Healthy || d.StableSince == nil {
 				d.StableSince = &now
@@ -357,3 +357,7 @@ func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
 	}
 	return d.Duration
 }
+
+// stamp makes a status timestamp. Status times are stored with second precision; comparing a
+// nanosecond time with one read back would see a change on every pass and write for nothing.
+func stamp(t time.Time) metav1.Time { return metav1.NewTime(t.Truncate(time.Second)) }

@@ -91,9 +91,9 @@ func (p *pass) finish(s slot, got protocol.Operation, announce bool) {
 	done := op.DeepCopy()
 	done.State = string(got.State)
 	done.Message = got.Message
-	finished := metav1.NewTime(p.now)
+	finished := stamp(p.now)
 	if got.Finished != nil {
-		finished = metav1.NewTime(*got.Finished)
+		finished = stamp(*got.Finished)
 	}
 	done.Finished = &finished
 	*s.operation = nil
@@ -103,7 +103,7 @@ func (p *pass) finish(s slot, got protocol.Operation, announce bool) {
 		*s.lastFailureTime = nil
 	} else if announce {
 		*s.failedAttempts++
-		now := metav1.NewTime(p.now)
+		now := stamp(p.now)
 		*s.lastFailureTime = &now
 	}
 	if !announce {
@@ -168,9 +168,9 @@ func (p *pass) start(ctx context.Context, s slot, kind protocol.OperationKind, t
 		p.waiting = fmt.Sprintf("could not start %s on %s: %s", kind, target, shortError(err))
 		return false
 	}
-	started := metav1.NewTime(p.now)
+	started := stamp(p.now)
 	if got.Started != nil {
-		started = metav1.NewTime(*got.Started)
+		started = stamp(*got.Started)
 	}
 	*s.operation = &drv1alpha1.OperationStatus{
 		Kind: string(kind), ID: id, Target: target, Endpoint: endpoint,

@@ -1,0 +1,239 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
+	"github.com/lync-dr/poolpair-operator/internal/conditions"
+)
+
+func waitStalled(t *testing.T, ns, name, reason, mentions string) *drv1alpha1.PoolPair {
+	t.Helper()
+	var got *drv1alpha1.PoolPair
+	eventually(t, 30*time.Second, "Stalled="+reason, func() (bool, string) {
+		got = getPair(t, ns, name)
+		c := conditions.Get(got.Status.Conditions, drv1alpha1.ConditionStalled)
+		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == reason && strings.Contains(c.Message, mentions), describe(got)
+	})
+	return got
+}
+
+func TestRulesStallWithoutWriting(t *testing.T) {
+	requireAPIServer(t)
+	cases := []struct {
+		name     string
+		edit     func(yaml string) string
+		mutate   func(*drv1alpha1.PoolPair)
+		reason   string
+		mentions string
+	}{
+		{"pool missing from the topology", nil, func(pp *drv1alpha1.PoolPair) { pp.Spec.Backup.FQDN = "pool09.contoso.com" }, "PoolNotFound", "pool09.contoso.com"},
+		{"pool paired with a third pool", func(y string) string {
+			return strings.Replace(y, "    listen: 127.0.0.1:19442\n", "    listen: 127.0.0.1:19442\n    backupPool: pool03.contoso.com\n", 1) + thirdPool
+		}, nil, "PoolPairedElsewhere", "pool03.contoso.com"},
+		{"edition mismatch", func(y string) string {
+			y = strings.Replace(y, "    edition: Enterprise\n    version: Lync Server 2013\n    listen: 127.0.0.1:19442", "    edition: Standard\n    version: Lync Server 2013\n    listen: 127.0.0.1:19442", 1)
+			return strings.Replace(y, "      - fqdn: fe02.pool02.contoso.com\n        listen: 127.0.0.1:19454\n", "", 1)
+		}, func(pp *drv1alpha1.PoolPair) { pp.Spec.Backup.Servers = pp.Spec.Backup.Servers[:1] }, "EditionMismatch", "Standard"},
+		{"version mismatch", func(y string) string {
+			return strings.Replace(y, "    version: Lync Server 2013\n    listen: 127.0.0.1:19442", "    version: Skype for Business Server 2015\n    listen: 127.0.0.1:19442", 1)
+		}, nil, "VersionMismatch", "Skype for Business Server 2015"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := startSim(t, testDurations, tc.edit)
+			startManager(t, env.fastReconciler)
+			ns := newNamespace(t)
+			pp := env.pair(ns, "rules")
+			if tc.mutate != nil {
+				tc.mutate(pp)
+			}
+			create(t, pp)
+			got := waitStalled(t, ns, "rules", tc.reason, tc.mentions)
+			if conditions.IsTrue(got.Status.Conditions, drv1alpha1.ConditionReady) || conditions.Get(got.Status.Conditions, drv1alpha1.ConditionReconciling) != nil {
+				t.Fatalf("a stalled pair must be not Ready and not Reconciling: %s", describe(got))
+			}
+			time.Sleep(500 * time.Millisecond)
+			for key, n := range env.d.Counts() {
+				t.Errorf("%s ran %d times although the pair is refused", key, n)
+			}
+		})
+	}
+}
+
+// thirdPool is appended to the sim's pools list.
+const thirdPool = `
+  - fqdn: pool03.contoso.com
+    site: Dublin
+    edition: Enterprise
+    version: Lync Server 2013
+    backupPool: pool02.contoso.com
+    servers:
+      - fqdn: fe01.pool03.contoso.com
+`
+
+func TestDriftOutOfBandPairingIsReportedNotOverwritten(t *testing.T) {
+	requireAPIServer(t)
+	env := startSim(t, testDurations, func(y string) string { return y + strings.Replace(thirdPool, "    backupPool: pool02.contoso.com\n", "", 1) })
+	startManager(t, env.fastReconciler)
+	ns := newNamespace(t)
+	create(t, env.pair(ns, "drift"))
+	waitReady(t, ns, "drift", 60*time.Second)
+	before := env.d.Counts()["PairPools/pool01.contoso.com"]
+
+	// The backup service stops on one server: the pair goes back and heals.
+	if err := env.d.StopBackupService("fe01.pool02.contoso.com"); err != nil {
+		t.Fatal(err)
+	}
+	poke(t, ns, "drift")
+	eventually(t, 30*time.Second, "the drop to Bootstrapped", func() (bool, string) {
+		got := getPair(t, ns, "drift")
+		return got.Status.Phase == drv1alpha1.PhaseBootstrapped || env.d.Counts()["StartBackupService/fe01.pool02.contoso.com"] == 2, describe(got)
+	})
+	waitReady(t, ns, "drift", 30*time.Second)
+	if n := env.d.Counts()["StartBackupService/fe01.pool02.contoso.com"]; n != 2 {
+		t.Fatalf("the stopped service was started %d times in all, want 2", n)
+	}
+
+	// An administrator pairs pool02 with pool03 out of band: reported, never overwritten.
+	if err := env.d.SetBackupPool("pool02.contoso.com", "pool03.contoso.com"); err != nil {
+		t.Fatal(err)
+	}
+	poke(t, ns, "drift")
+	waitStalled(t, ns, "drift", "PoolPairedElsewhere", "pool03.contoso.com")
+	time.Sleep(500 * time.Millisecond)
+	if n := env.d.Counts()["PairPools/pool01.contoso.com"]; n != before {
+		t.Fatalf("the operator re-paired over an administrator's change (%d PairPools runs, was %d)", n, before)
+	}
+	var lost int
+	for _, e := range eventReasons(t, ns, "drift") {
+		if strings.HasPrefix(e, "PairingLost:") || strings.HasPrefix(e, "PoolPairedElsewhere:") {
+			lost++
+		}
+	}
+	if lost < 2 {
+		t.Fatalf("want PairingLost and PoolPairedElsewhere events, got:\n%s", strings.Join(eventReasons(t, ns, "drift"), "\n"))
+	}
+}
+
+func TestSuspendPausesAndResumes(t *testing.T) {
+	requireAPIServer(t)
+	env := startSim(t, testDurations, nil)
+	startManager(t, env.fastReconciler)
+	ns := newNamespace(t)
+	pp := env.pair(ns, "suspended")
+	pp.Spec.Suspend = true
+	create(t, pp)
+	eventually(t, 10*time.Second, "Ready=False Suspended", func() (bool, string) {
+		got := getPair(t, ns, "suspended")
+		return conditionIs(got, drv1alpha1.ConditionReady, metav1.ConditionFalse, "Suspended"), describe(got)
+	})
+	time.Sleep(500 * time.Millisecond)
+	if len(env.d.Counts()) != 0 {
+		t.Fatalf("a suspended pair ran steps: %v", env.d.Counts())
+	}
+	got := getPair(t, ns, "suspended")
+	patch := client.MergeFrom(got.DeepCopy())
+	got.Spec.Suspend = false
+	if err := k8s.Patch(context.Background(), got, patch); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, ns, "suspended", 60*time.Second)
+}
+
+func TestDeleteRetainLeavesThePairing(t *testing.T) {
+	requireAPIServer(t)
+	env := startSim(t, testDurations, nil)
+	startManager(t, env.fastReconciler)
+	ns := newNamespace(t)
+	pp := env.pair(ns, "retain")
+	create(t, pp)
+	waitReady(t, ns, "retain", 60*time.Second)
+	if err := k8s.Delete(context.Background(), pp); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, pp)
+	if env.d.Counts()["Unpair/pool01.contoso.com"] != 0 || env.d.Snapshot().Pools[0].BackupPool != "pool02.contoso.com" {
+		t.Fatalf("Retain must leave the pools paired: counts %v", env.d.Counts())
+	}
+}
+
+func TestDeleteUnpairWaitsForTheAgentThenUnpairs(t *testing.T) {
+	requireAPIServer(t)
+	env := startSim(t, testDurations, nil)
+	startManager(t, env.fastReconciler)
+	ns := newNamespace(t)
+	pp := env.pair(ns, "unpair")
+	pp.Spec.DeletionPolicy = drv1alpha1.DeletionPolicyUnpair
+	create(t, pp)
+	waitReady(t, ns, "unpair", 60*time.Second)
+
+	// The primary pool's agent is down: the finalizer stays and says how to let go.
+	if err := env.runner.StopEndpoint("pool01.contoso.com"); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Delete(context.Background(), pp); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "UnpairBlocked", func() (bool, string) {
+		got := getPair(t, ns, "unpair")
+		c := conditions.Get(got.Status.Conditions, drv1alpha1.ConditionStalled)
+		return got.Status.Phase == drv1alpha1.PhaseDeleting && c != nil && c.Reason == "UnpairBlocked" && strings.Contains(c.Message, "deletionPolicy"), describe(got)
+	})
+	if err := env.runner.StartEndpoint("pool01.contoso.com"); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, pp)
+	snap := env.d.Snapshot()
+	for _, p := range snap.Pools {
+		if p.BackupPool != "" {
+			t.Fatalf("pool %s still paired with %s after Unpair", p.FQDN, p.BackupPool)
+		}
+	}
+	if n := env.d.Counts()["Unpair/pool01.contoso.com"]; n != 1 {
+		t.Fatalf("Unpair ran %d times", n)
+	}
+}
+
+func waitGone(t *testing.T, pp *drv1alpha1.PoolPair) {
+	t.Helper()
+	eventually(t, 30*time.Second, "the PoolPair to be gone", func() (bool, string) {
+		got := &drv1alpha1.PoolPair{}
+		err := k8s.Get(context.Background(), client.ObjectKeyFromObject(pp), got)
+		return apierrors.IsNotFound(err), fmt.Sprint(err, " ", describe(got))
+	})
+}
+
+func TestSteadyStateIsQuiet(t *testing.T) {
+	requireAPIServer(t)
+	env := startSim(t, testDurations, nil)
+	counter := &countingAgents{}
+	m := startManager(t, env.countingReconciler(counter))
+	ns := newNamespace(t)
+	pp := env.pair(ns, "quiet")
+	pp.Spec.Sync.CheckInterval = &metav1.Duration{Duration: 10 * time.Second}
+	create(t, pp)
+	waitReady(t, ns, "quiet", 60*time.Second)
+	// Let the last post-ready pass land, then measure three check intervals.
+	time.Sleep(time.Second)
+	writes, calls := m.counter.StatusWrites("quiet"), counter.calls.Load()
+	quiet := 31 * time.Second
+	time.Sleep(quiet)
+	if w := m.counter.StatusWrites("quiet") - writes; w != 0 {
+		t.Fatalf("%d status writes during a quiet period of %v", w, quiet)
+	}
+	// Each pass reads 2 pools, 4 servers and 2 backup directions: 8 calls, 3 passes.
+	c := counter.calls.Load() - calls
+	t.Logf("agent calls in %v of steady state: %d", quiet, c)
+	if c == 0 || c > 3*8 {
+		t.Fatalf("%d agent calls in %v of steady state, want 1 to 3 passes of 8", c, quiet)
+	}
+}
