@@ -53,6 +53,13 @@ build: ## Build the manager and lync-agent into bin/.
 build-windows: ## Build lync-agent.exe for the Front End servers.
 	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 go build -o bin/lync-agent.exe ./cmd/lync-agent
 
+##@ Demo
+
+.PHONY: demo
+demo: envtest-assets build ## Run the operator against two simulated Lync pools on 127.0.0.1 (Ctrl-C stops it; DEMO_EXIT_WHEN_SYNCED=1 exits once synced).
+	CGO_ENABLED=0 go build -o bin/poolpair-demo ./hack/demo
+	bin/poolpair-demo
+
 ##@ Test
 
 .PHONY: test

@@ -82,7 +82,9 @@ const thirdPool = `
 
 func TestDriftOutOfBandPairingIsReportedNotOverwritten(t *testing.T) {
 	requireAPIServer(t)
-	env := startSim(t, testDurations, func(y string) string { return y + strings.Replace(thirdPool, "    backupPool: pool02.contoso.com\n", "", 1) })
+	env := startSim(t, testDurations, func(y string) string {
+		return y + strings.Replace(thirdPool, "    backupPool: pool02.contoso.com\n", "", 1)
+	})
 	startManager(t, env.fastReconciler)
 	ns := newNamespace(t)
 	create(t, env.pair(ns, "drift"))
