@@ -238,7 +238,7 @@ func TestStatusWipedIsRebuiltWithoutRerunningSteps(t *testing.T) {
 }
 
 // poke changes an unrelated annotation to trigger a pass.
-func poke(t *testing.T, ns, name string) {
+func poke(t testing.TB, ns, name string) {
 	t.Helper()
 	got := getPair(t, ns, name)
 	patch := client.MergeFrom(got.DeepCopy())

@@ -17,7 +17,7 @@ import (
 	"github.com/lync-dr/poolpair-operator/internal/conditions"
 )
 
-func requireAPIServer(t *testing.T) {
+func requireAPIServer(t testing.TB) {
 	t.Helper()
 	if skipSuite != "" {
 		t.Skip(skipSuite)
@@ -27,7 +27,7 @@ func requireAPIServer(t *testing.T) {
 var nsCounter int
 
 // newNamespace creates a namespace for one test.
-func newNamespace(t *testing.T) string {
+func newNamespace(t testing.TB) string {
 	t.Helper()
 	nsCounter++
 	name := fmt.Sprintf("%s-%d", strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())), nsCounter)
@@ -42,7 +42,7 @@ func newNamespace(t *testing.T) string {
 	return name
 }
 
-func getPair(t *testing.T, ns, name string) *drv1alpha1.PoolPair {
+func getPair(t testing.TB, ns, name string) *drv1alpha1.PoolPair {
 	t.Helper()
 	pp := &drv1alpha1.PoolPair{}
 	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, pp); err != nil {

@@ -27,7 +27,7 @@ type phaseRecorder struct {
 	finished chan struct{}
 }
 
-func recordPhases(t *testing.T, ns, name string) *phaseRecorder {
+func recordPhases(t testing.TB, ns, name string) *phaseRecorder {
 	t.Helper()
 	wc, err := client.NewWithWatch(restConfig, client.Options{Scheme: scheme})
 	if err != nil {
@@ -77,7 +77,7 @@ func kstatusOf(pp *drv1alpha1.PoolPair) (status.Status, error) {
 	return res.Status, nil
 }
 
-func waitReady(t *testing.T, ns, name string, timeout time.Duration) *drv1alpha1.PoolPair {
+func waitReady(t testing.TB, ns, name string, timeout time.Duration) *drv1alpha1.PoolPair {
 	t.Helper()
 	var got *drv1alpha1.PoolPair
 	eventually(t, timeout, "Ready=True", func() (bool, string) {
@@ -97,7 +97,7 @@ func describe(pp *drv1alpha1.PoolPair) string {
 	return b.String()
 }
 
-func eventReasons(t *testing.T, ns, name string) []string {
+func eventReasons(t testing.TB, ns, name string) []string {
 	t.Helper()
 	var list eventsv1.EventList
 	if err := k8s.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
@@ -250,7 +250,7 @@ func absDuration(d time.Duration) time.Duration {
 	return d
 }
 
-func listEvents(t *testing.T, ns, name string) []eventsv1.Event {
+func listEvents(t testing.TB, ns, name string) []eventsv1.Event {
 	t.Helper()
 	var list eventsv1.EventList
 	if err := k8s.List(context.Background(), &list, client.InNamespace(ns)); err != nil {

@@ -15,7 +15,7 @@ import (
 	"github.com/lync-dr/poolpair-operator/internal/conditions"
 )
 
-func waitStalled(t *testing.T, ns, name, reason, mentions string) *drv1alpha1.PoolPair {
+func waitStalled(t testing.TB, ns, name, reason, mentions string) *drv1alpha1.PoolPair {
 	t.Helper()
 	var got *drv1alpha1.PoolPair
 	eventually(t, 30*time.Second, "Stalled="+reason, func() (bool, string) {
@@ -205,7 +205,7 @@ func TestDeleteUnpairWaitsForTheAgentThenUnpairs(t *testing.T) {
 	}
 }
 
-func waitGone(t *testing.T, pp *drv1alpha1.PoolPair) {
+func waitGone(t testing.TB, pp *drv1alpha1.PoolPair) {
 	t.Helper()
 	eventually(t, 30*time.Second, "the PoolPair to be gone", func() (bool, string) {
 		got := &drv1alpha1.PoolPair{}

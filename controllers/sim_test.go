@@ -54,7 +54,7 @@ var testDurations = map[string]string{
 
 // startSim serves hack/sim/two-pools.yaml (with the given duration overrides and per-server
 // faults) on loopback ports until the test ends.
-func startSim(t *testing.T, durations map[string]string, edit func(yaml string) string) *simEnv {
+func startSim(t testing.TB, durations map[string]string, edit func(yaml string) string) *simEnv {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "hack", "sim", "two-pools.yaml"))
 	if err != nil {
@@ -130,7 +130,7 @@ func (e *simEnv) fastReconciler(r *controllers.PoolPairReconciler) {
 
 // create creates pp and removes it when the test ends (finalizer and all), so the next test can
 // claim the same simulated pools.
-func create(t *testing.T, pp *drv1alpha1.PoolPair) {
+func create(t testing.TB, pp *drv1alpha1.PoolPair) {
 	t.Helper()
 	ctx := context.Background()
 	if err := k8s.Create(ctx, pp); err != nil {

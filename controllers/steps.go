@@ -24,7 +24,7 @@ type slot struct {
 	operation       **drv1alpha1.OperationStatus
 	lastOperation   **drv1alpha1.OperationStatus
 	failedAttempts  *int32
-	lastFailureTime **metav1.Time
+	lastFailureTime **metav1.MicroTime
 }
 
 func poolSlot(pp *drv1alpha1.PoolPair) slot {
@@ -103,7 +103,8 @@ func (p *pass) finish(s slot, got protocol.Operation, announce bool) {
 		*s.lastFailureTime = nil
 	} else if announce {
 		*s.failedAttempts++
-		now := stamp(p.now)
+		// Microseconds, not seconds: the backoff is computed from it after it is read back.
+		now := metav1.NewMicroTime(p.now.Truncate(time.Microsecond))
 		*s.lastFailureTime = &now
 	}
 	if !announce {

@@ -132,7 +132,7 @@ type manager struct {
 }
 
 // startManager runs the PoolPair controller until the test ends.
-func startManager(t *testing.T, configure func(r *controllers.PoolPairReconciler)) *manager {
+func startManager(t testing.TB, configure func(r *controllers.PoolPairReconciler)) *manager {
 	t.Helper()
 	m, stop := runManager(t, configure)
 	t.Cleanup(stop)
@@ -140,7 +140,7 @@ func startManager(t *testing.T, configure func(r *controllers.PoolPairReconciler
 }
 
 // startManagerStoppable runs the PoolPair controller until stop is called (or the test ends).
-func startManagerStoppable(t *testing.T, configure func(r *controllers.PoolPairReconciler)) (stop func()) {
+func startManagerStoppable(t testing.TB, configure func(r *controllers.PoolPairReconciler)) (stop func()) {
 	t.Helper()
 	_, stopManager := runManager(t, configure)
 	var once sync.Once
@@ -149,7 +149,7 @@ func startManagerStoppable(t *testing.T, configure func(r *controllers.PoolPairR
 	return stopOnce
 }
 
-func runManager(t *testing.T, configure func(r *controllers.PoolPairReconciler)) (*manager, func()) {
+func runManager(t testing.TB, configure func(r *controllers.PoolPairReconciler)) (*manager, func()) {
 	t.Helper()
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                 scheme,
@@ -187,7 +187,7 @@ func runManager(t *testing.T, configure func(r *controllers.PoolPairReconciler))
 
 // eventually polls cond until it holds or the timeout passes; tests assert on behaviour, the
 // timeout only bounds a failure.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	last := ""

@@ -303,7 +303,7 @@ type PoolPairStatus struct {
 
 	// LastFailureTime is when the pool-level step last failed.
 	// +optional
-	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+	LastFailureTime *metav1.MicroTime `json:"lastFailureTime,omitempty"`
 
 	// LastHandledReconcileAt is the value of the dr.lync.io/requested-at annotation last handled.
 	// +optional
@@ -338,7 +338,7 @@ type ServerStatus struct {
 	FailedAttempts int32 `json:"failedAttempts,omitempty"`
 	// LastFailureTime is when this server's step last failed.
 	// +optional
-	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+	LastFailureTime *metav1.MicroTime `json:"lastFailureTime,omitempty"`
 }
 
 // BackupDirectionStatus is backup synchronization from one pool to the other.
