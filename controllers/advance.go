@@ -153,7 +153,7 @@ func (p *pass) serverEndpoint(fqdn string) string {
 			return s.Endpoint
 		}
 	}
-	return endpointFor("", fqdn, p.pp.Spec.Agent.Port)
+	return endpointFor("", fqdn, agentPort(p.pp))
 }
 
 func pairParams(pp *drv1alpha1.PoolPair) protocol.PairPoolsParams {

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -40,15 +39,7 @@ func (p *pass) reconcileDelete(ctx context.Context) error {
 		return nil
 	}
 
-	obs := &observation{
-		Primary: poolObservation{FQDN: pp.Spec.Primary.FQDN, Partner: pp.Spec.Backup.FQDN, Endpoint: endpointFor(pp.Spec.Primary.AgentEndpoint, pp.Spec.Primary.FQDN, pp.Spec.Agent.Port)},
-		Backup:  poolObservation{FQDN: pp.Spec.Backup.FQDN, Partner: pp.Spec.Primary.FQDN, Endpoint: endpointFor(pp.Spec.Backup.AgentEndpoint, pp.Spec.Backup.FQDN, pp.Spec.Agent.Port)},
-	}
-	var wg sync.WaitGroup
-	for _, pool := range obs.pools() {
-		wg.Go(func() { pool.Pool, pool.Err = p.agents.Pool(ctx, pool.Endpoint, pool.FQDN) })
-	}
-	wg.Wait()
+	obs := observePools(ctx, p.agents, pp)
 	p.obs = obs
 	for _, pool := range obs.pools() {
 		if !pool.ok() && !pool.notFound() {

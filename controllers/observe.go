@@ -94,19 +94,9 @@ func shortError(err error) string {
 // observe reads both pools, then every server and both backup directions, in parallel with short
 // per-request timeouts: a pass costs two round trips however many servers there are.
 func observe(ctx context.Context, agents AgentClient, pp *drv1alpha1.PoolPair) *observation {
-	port := pp.Spec.Agent.Port
-	if port == 0 {
-		port = 9443
-	}
-	obs := &observation{
-		Primary: poolObservation{FQDN: pp.Spec.Primary.FQDN, Partner: pp.Spec.Backup.FQDN, Endpoint: endpointFor(pp.Spec.Primary.AgentEndpoint, pp.Spec.Primary.FQDN, port)},
-		Backup:  poolObservation{FQDN: pp.Spec.Backup.FQDN, Partner: pp.Spec.Primary.FQDN, Endpoint: endpointFor(pp.Spec.Backup.AgentEndpoint, pp.Spec.Backup.FQDN, port)},
-	}
+	obs := observePools(ctx, agents, pp)
+	port := agentPort(pp)
 	var wg sync.WaitGroup
-	for _, p := range obs.pools() {
-		wg.Go(func() { p.Pool, p.Err = agents.Pool(ctx, p.Endpoint, p.FQDN) })
-	}
-	wg.Wait()
 
 	specs := map[string]drv1alpha1.PoolSpec{pp.Spec.Primary.FQDN: pp.Spec.Primary, pp.Spec.Backup.FQDN: pp.Spec.Backup}
 	for _, p := range obs.pools() {
@@ -141,6 +131,29 @@ func observe(ctx context.Context, agents AgentClient, pp *drv1alpha1.PoolPair) *
 	}
 	wg.Wait()
 	return obs
+}
+
+// observePools reads both pools' topology facts, in parallel.
+func observePools(ctx context.Context, agents AgentClient, pp *drv1alpha1.PoolPair) *observation {
+	port := agentPort(pp)
+	obs := &observation{
+		Primary: poolObservation{FQDN: pp.Spec.Primary.FQDN, Partner: pp.Spec.Backup.FQDN, Endpoint: endpointFor(pp.Spec.Primary.AgentEndpoint, pp.Spec.Primary.FQDN, port)},
+		Backup:  poolObservation{FQDN: pp.Spec.Backup.FQDN, Partner: pp.Spec.Primary.FQDN, Endpoint: endpointFor(pp.Spec.Backup.AgentEndpoint, pp.Spec.Backup.FQDN, port)},
+	}
+	var wg sync.WaitGroup
+	for _, p := range obs.pools() {
+		wg.Go(func() { p.Pool, p.Err = agents.Pool(ctx, p.Endpoint, p.FQDN) })
+	}
+	wg.Wait()
+	return obs
+}
+
+// agentPort is spec.agent.port, defaulted as the schema does for objects written before it.
+func agentPort(pp *drv1alpha1.PoolPair) int32 {
+	if pp.Spec.Agent.Port == 0 {
+		return 9443
+	}
+	return pp.Spec.Agent.Port
 }
 
 // endpointFor is the agent URL: the one given, else https://<fqdn>:<port>.

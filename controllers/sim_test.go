@@ -64,7 +64,17 @@ func startSim(t testing.TB, durations map[string]string, edit func(yaml string) 
 	if edit != nil {
 		yaml = edit(yaml)
 	}
-	dir := t.TempDir()
+	return serveSim(t, yaml)
+}
+
+// serveSim serves a simulated deployment on loopback ports until the test ends, with its state and
+// journals in a directory of its own.
+func serveSim(t testing.TB, yaml string) *simEnv {
+	t.Helper()
+	dir, err := os.MkdirTemp(t.TempDir(), "sim")
+	if err != nil {
+		t.Fatal(err)
+	}
 	d, err := sim.Parse([]byte(yaml), sim.WithStateFile(filepath.Join(dir, "state.json")))
 	if err != nil {
 		t.Fatalf("loading the simulated deployment: %v", err)
