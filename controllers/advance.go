@@ -58,22 +58,25 @@ func (p *pass) advance(ctx context.Context, m pairing.Milestones) {
 }
 
 // advanceServers runs a per-server step on every server that needs it, at most perPool at once in
-// each pool, and reports progress such as "Bootstrapping fe02.pool01.contoso.com (3 of 4 servers)".
+// each pool, and reports progress such as
+// "Bootstrapping fe02.pool01.contoso.com (1 of 4 servers bootstrapped)".
 func (p *pass) advanceServers(ctx context.Context, kind protocol.OperationKind, step, verb, doneWord string, done func(*drv1alpha1.ServerStatus) bool, perPool int) {
 	st := &p.pp.Status
 	busy := map[string]int{}
+	finished := 0
 	for i := range st.Servers {
 		if op := st.Servers[i].Operation; op != nil && op.Kind == string(kind) {
 			busy[st.Servers[i].Pool]++
 		}
+		if done(&st.Servers[i]) {
+			finished++
+		}
 	}
 	var active []string
-	finished := 0
 	for i := range st.Servers {
 		s := &st.Servers[i]
 		switch {
 		case done(s):
-			finished++
 			continue
 		case s.Operation != nil:
 			if s.Operation.Kind == string(kind) {
@@ -83,7 +86,7 @@ func (p *pass) advanceServers(ctx context.Context, kind protocol.OperationKind, 
 		case !s.Reachable || busy[s.Pool] >= perPool:
 			continue
 		}
-		note := fmt.Sprintf("%s %s (server %d of %d)", verb, s.FQDN, finished+len(active)+1, len(st.Servers))
+		note := fmt.Sprintf("%s %s (%d of %d servers %s so far)", verb, s.FQDN, finished, len(st.Servers), doneWord)
 		if p.start(ctx, serverSlot(s), kind, s.FQDN, p.serverEndpoint(s.FQDN), nil, note) {
 			busy[s.Pool]++
 			active = append(active, s.FQDN)

@@ -105,6 +105,9 @@ func (p *pass) reconcileNormal(ctx context.Context) error {
 	}
 
 	p.obs = observe(ctx, p.agents, pp)
+	if len(p.obs.failures()) > 0 {
+		p.wantRequeue(p.r.UnreachableRetry)
+	}
 	p.updateServers()
 	m := p.milestones()
 	p.updateDirections(m.BackupServiceRunning)

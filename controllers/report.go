@@ -85,6 +85,9 @@ func (p *pass) report(m *pairing.Milestones) {
 		p.conds.True(drv1alpha1.ConditionReady, ReasonSynced, fmt.Sprintf("%s and %s back each other up; backup is in sync both ways", p.pp.Spec.Primary.FQDN, p.pp.Spec.Backup.FQDN))
 	default:
 		reason, msg := p.progressReason, p.progressMessage
+		if c := conditions.Get(st.Conditions, drv1alpha1.ConditionAgentsReachable); reason == "" && agentsDown {
+			reason, msg = c.Reason, c.Message
+		}
 		if reason == "" {
 			reason, msg = ReasonPending, "waiting for the next observation"
 		}

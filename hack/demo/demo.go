@@ -79,11 +79,12 @@ func (d *demo) run(ctx context.Context) error {
 		d.applySample,
 	}
 	for _, f := range setup {
-		if err := f(ctx); err != nil {
-			return err
-		}
+		err := f(ctx)
 		if ctx.Err() != nil {
-			return nil // Ctrl-C during setup: stop quietly
+			return nil // Ctrl-C during setup: stop quietly, whatever the step made of it
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return d.watch(ctx)

@@ -26,7 +26,7 @@ type Busy struct {
 func (b Busy) String() string {
 	msg := fmt.Sprintf("port %d (%s) is in use", b.Port.Port, b.Use)
 	if b.PID != 0 {
-		cmd := b.Command
+		cmd := strings.Join(strings.Fields(b.Command), " ") // one line, even for `sh -c` scripts
 		if len(cmd) > 100 {
 			cmd = cmd[:100] + "..."
 		}

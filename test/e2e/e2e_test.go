@@ -43,7 +43,7 @@ func TestE2E(t *testing.T) {
 	t.Run("config/default passes a server-side dry run", h.testDryRunDefault)
 	// Deploy config/default for real (its Deployment never runs: there is no scheduler), so the
 	// manager below can run as its service account, under its RBAC.
-	h.kube(t, "apply", "-k", "config/default")
+	h.applyDefault(t)
 	h.kube(t, "wait", "--for=condition=Established", "--timeout=30s", "crd/poolpairs.dr.lync.io")
 	tlsDir := h.makeCerts(t)
 	h.startManager(t, tlsDir, h.serviceAccountKubeconfig(t))
@@ -67,6 +67,21 @@ func (h *harness) testDryRunDefault(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry run output lacks %s:\n%s", want, out)
 		}
+	}
+}
+
+// applyDefault deploys config/default. Its namespace enforces the restricted Pod Security level, so
+// the API server warns right here if the manager's pod template would be refused.
+func (h *harness) applyDefault(t *testing.T) {
+	t.Helper()
+	cmd := h.kubectl.Command(context.Background(), "apply", "-k", "config/default")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if out, err := cmd.Output(); err != nil {
+		t.Fatalf("kubectl apply -k config/default: %v\n%s%s", err, out, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "PodSecurity") {
+		t.Errorf("config/default breaks its namespace's Pod Security level:\n%s", stderr.String())
 	}
 }
 
@@ -147,7 +162,10 @@ func (h *harness) testSimKilledMidBootstrap(t *testing.T) {
 
 	s.proc.Kill()
 	t.Logf("killed the sim (SIGKILL) mid-bootstrap:\n%s", wide)
-	s.start(t) // same --state and --journal: operations cut short come back Failed and retryable
+	// Same ports, --state and --journal: operations cut short come back Failed and retryable.
+	if err := s.start(); err != nil {
+		t.Fatalf("restarting the sim: %v", err)
+	}
 
 	start := time.Now()
 	h.kube(t, "wait", "--for=condition=Ready", "poolpair/"+name, "-n", testNamespace, "--timeout=120s")

@@ -120,36 +120,53 @@ func (h *harness) serviceAccountKubeconfig(t *testing.T) string {
 // free loopback ports, and waits for its readiness probe.
 func (h *harness) startManager(t *testing.T, tlsDir, kubeconfig string) {
 	t.Helper()
-	ports, err := localrun.FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := localrun.Start(localrun.Spec{
-		Name: "manager", Path: h.manager, LogPath: filepath.Join(h.dir, "manager.log"),
-		Env: []string{"KUBECONFIG=" + kubeconfig},
-		Args: []string{"--agent-tls-dir", tlsDir, "--leader-elect", "--leader-election-namespace", operatorNamespace,
-			"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(ports[0]),
-			"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(ports[1])},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.mgr = p
-	t.Cleanup(func() { p.Stop(stopGrace) })
-	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1])
-	waitFor(t, "the manager's readiness probe", 30*time.Second, func() (bool, error) {
-		select {
-		case <-p.Done():
-			return false, fmt.Errorf("%w:\n%s", p.ExitError(), p.LogTail(30))
-		default:
-		}
-		resp, err := http.Get(url)
+	retryOnPortClash(t, "the manager", func(attempt int) error {
+		ports, err := localrun.FreePorts(2)
 		if err != nil {
-			return false, nil
+			return err
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
+		p, err := localrun.Start(localrun.Spec{
+			Name: "manager", Path: h.manager, LogPath: filepath.Join(h.dir, fmt.Sprintf("manager-%d.log", attempt)),
+			Env: []string{"KUBECONFIG=" + kubeconfig},
+			Args: []string{"--agent-tls-dir", tlsDir, "--leader-elect", "--leader-election-namespace", operatorNamespace,
+				"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(ports[0]),
+				"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(ports[1])},
+		})
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { p.Stop(stopGrace) })
+		h.mgr = p
+		return waitUntil(30*time.Second, func() (bool, error) {
+			select {
+			case <-p.Done():
+				return false, fmt.Errorf("%w:\n%s", p.ExitError(), p.LogTail(30))
+			default:
+			}
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]))
+			if err != nil {
+				return false, nil
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK, nil
+		})
 	})
+}
+
+// retryOnPortClash runs start up to three times while it fails because a port found free was
+// taken before it could be bound (other test packages pick ports the same way, in parallel).
+func retryOnPortClash(t *testing.T, what string, start func(attempt int) error) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := start(attempt)
+		if err == nil {
+			return
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("starting %s: %v", what, err)
+		}
+		t.Logf("starting %s: a port was taken meanwhile, trying other ports: %v", what, err)
+	}
 }
 
 // run runs a built binary to completion and returns its stdout; a failure fails the test.
@@ -189,23 +206,30 @@ type simRun struct {
 // taking the given time), starts a sim on it, and stops it when the test ends.
 func (h *harness) startSim(t *testing.T, name string, bootstrap time.Duration) *simRun {
 	t.Helper()
-	dir := filepath.Join(h.dir, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	deployment := filepath.Join(dir, "deployment.yaml")
-	endpoints, adminPort := writeSimDeployment(t, filepath.Join(h.root, "hack", "sim", "two-pools.yaml"), deployment, bootstrap)
-	s := &simRun{
-		admin:     fmt.Sprintf("https://127.0.0.1:%d", adminPort),
-		endpoints: endpoints,
-		spec: localrun.Spec{
-			Name: name, Path: h.agent, LogPath: filepath.Join(dir, "sim.log"), ReadyLine: "ready",
-			Args: []string{"sim", "--deployment", deployment, "--tls-dir", h.certs,
-				"--journal", filepath.Join(dir, "journal"), "--state", filepath.Join(dir, "state.json"),
-				"--admin-listen", fmt.Sprintf("127.0.0.1:%d", adminPort)},
-		},
-	}
-	s.start(t)
+	var s *simRun
+	retryOnPortClash(t, name, func(attempt int) error {
+		// A directory per attempt: a failed attempt's journals and state must not carry over.
+		dir := filepath.Join(h.dir, fmt.Sprintf("%s-%d", name, attempt))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		deployment := filepath.Join(dir, "deployment.yaml")
+		endpoints, adminPort, err := writeSimDeployment(filepath.Join(h.root, "hack", "sim", "two-pools.yaml"), deployment, bootstrap)
+		if err != nil {
+			return err
+		}
+		s = &simRun{
+			admin:     fmt.Sprintf("https://127.0.0.1:%d", adminPort),
+			endpoints: endpoints,
+			spec: localrun.Spec{
+				Name: name, Path: h.agent, LogPath: filepath.Join(dir, "sim.log"), ReadyLine: "ready",
+				Args: []string{"sim", "--deployment", deployment, "--tls-dir", h.certs,
+					"--journal", filepath.Join(dir, "journal"), "--state", filepath.Join(dir, "state.json"),
+					"--admin-listen", fmt.Sprintf("127.0.0.1:%d", adminPort)},
+			},
+		}
+		return s.start()
+	})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("the end of %s:\n%s", s.spec.LogPath, localrun.FileTail(s.spec.LogPath, 30))
@@ -216,17 +240,17 @@ func (h *harness) startSim(t *testing.T, name string, bootstrap time.Duration) *
 }
 
 // start starts (or restarts, with the same state and journals) the sim and waits for "ready".
-func (s *simRun) start(t *testing.T) {
-	t.Helper()
+func (s *simRun) start() error {
 	p, err := localrun.Start(s.spec)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	s.proc = p
 	if err := p.WaitReady(context.Background(), 30*time.Second); err != nil {
 		p.Stop(stopGrace)
-		t.Fatal(err)
+		return err
 	}
+	return nil
 }
 
 // state is the simulated deployment as `lync-agent simctl state` prints it.
@@ -242,15 +266,14 @@ func (h *harness) simState(t *testing.T, s *simRun) sim.State {
 
 // writeSimDeployment copies the demo deployment with every listen address on a free port and steps
 // short enough for a test; it returns the agent URL of each pool and server, and the admin port.
-func writeSimDeployment(t *testing.T, src, dst string, bootstrap time.Duration) (map[string]string, int) {
-	t.Helper()
+func writeSimDeployment(src, dst string, bootstrap time.Duration) (map[string]string, int, error) {
 	b, err := os.ReadFile(src)
 	if err != nil {
-		t.Fatal(err)
+		return nil, 0, err
 	}
 	var dep map[string]any
 	if err := yaml.Unmarshal(b, &dep); err != nil {
-		t.Fatalf("%s: %v", src, err)
+		return nil, 0, fmt.Errorf("%s: %w", src, err)
 	}
 	dep["durations"] = map[string]any{
 		"pairPools": "500ms", "bootstrap": bootstrap.String(), "startBackupService": "200ms", "syncBackup": "500ms",
@@ -266,7 +289,7 @@ func writeSimDeployment(t *testing.T, src, dst string, bootstrap time.Duration) 
 	}
 	ports, err := localrun.FreePorts(len(listeners) + 1)
 	if err != nil {
-		t.Fatal(err)
+		return nil, 0, err
 	}
 	endpoints := map[string]string{}
 	for i, l := range listeners {
@@ -275,28 +298,32 @@ func writeSimDeployment(t *testing.T, src, dst string, bootstrap time.Duration) 
 	}
 	out, err := yaml.Marshal(dep)
 	if err != nil {
-		t.Fatal(err)
+		return nil, 0, err
 	}
-	if err := os.WriteFile(dst, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return endpoints, ports[len(ports)-1]
+	return endpoints, ports[len(ports)-1], os.WriteFile(dst, out, 0o644)
 }
 
-// waitFor polls cond every 200ms until it holds, fails or the timeout passes.
+// waitFor polls cond every 200ms until it holds; it fails the test if cond fails or time runs out.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
 	t.Helper()
+	if err := waitUntil(timeout, cond); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+// waitUntil polls cond every 200ms until it holds, fails or the timeout passes.
+func waitUntil(timeout time.Duration, cond func() (bool, error)) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		ok, err := cond()
 		if err != nil {
-			t.Fatalf("waiting for %s: %v", what, err)
+			return err
 		}
 		if ok {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
+			return fmt.Errorf("not within %s", timeout)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
