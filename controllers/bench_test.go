@@ -128,7 +128,9 @@ func BenchmarkManyPairs(b *testing.B) {
 }
 
 func runManyPairs(b *testing.B, n int) {
-	env := serveSim(b, manyPairsYAML(n, "100ms"))
+	// No state file: the sim would rewrite the whole deployment on every change, which measures
+	// the sim, not the controller. Each simulated agent still keeps its own journal.
+	env := serveSim(b, manyPairsYAML(n, "100ms"), false)
 	runtime.GC()
 	simHeap := heapInUse()
 	counter := &countingAgents{}
@@ -184,6 +186,7 @@ func runManyPairs(b *testing.B, n int) {
 	elapsed := time.Since(began)
 	stopSampling()
 	sampled.Wait()
+	b.Cleanup(func() { releaseAll(b, ns) })
 
 	writes := 0
 	for i := 0; i < n; i++ {
@@ -197,6 +200,22 @@ func runManyPairs(b *testing.B, n int) {
 	b.ReportMetric(float64(peak.Load())/(1<<20), "MiB-peak-heap")
 	fmt.Printf("%d pairs: all Ready in %v; %.1f status writes and %.1f agent calls per pair; peak heap %.0f MiB (sim agents alone: %.0f MiB)\n",
 		n, elapsed.Round(100*time.Millisecond), perPairWrites, perPairCalls, float64(peak.Load())/(1<<20), float64(simHeap)/(1<<20))
+}
+
+// releaseAll deletes every PoolPair of a namespace without waiting for a manager, so the pairs of
+// one run do not queue up in the next run's manager.
+func releaseAll(t testing.TB, ns string) {
+	var list drv1alpha1.PoolPairList
+	if err := k8s.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range list.Items {
+		pp := &list.Items[i]
+		patch := client.MergeFrom(pp.DeepCopy())
+		pp.Finalizers = nil
+		_ = k8s.Patch(context.Background(), pp, patch)
+		_ = k8s.Delete(context.Background(), pp)
+	}
 }
 
 func heapInUse() uint64 {

@@ -64,18 +64,22 @@ func startSim(t testing.TB, durations map[string]string, edit func(yaml string) 
 	if edit != nil {
 		yaml = edit(yaml)
 	}
-	return serveSim(t, yaml)
+	return serveSim(t, yaml, true)
 }
 
-// serveSim serves a simulated deployment on loopback ports until the test ends, with its state and
-// journals in a directory of its own.
-func serveSim(t testing.TB, yaml string) *simEnv {
+// serveSim serves a simulated deployment on loopback ports until the test ends, with its journals
+// (and, when persist is set, its state file) in a directory of its own.
+func serveSim(t testing.TB, yaml string, persist bool) *simEnv {
 	t.Helper()
 	dir, err := os.MkdirTemp(t.TempDir(), "sim")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := sim.Parse([]byte(yaml), sim.WithStateFile(filepath.Join(dir, "state.json")))
+	var opts []sim.Option
+	if persist {
+		opts = append(opts, sim.WithStateFile(filepath.Join(dir, "state.json")))
+	}
+	d, err := sim.Parse([]byte(yaml), opts...)
 	if err != nil {
 		t.Fatalf("loading the simulated deployment: %v", err)
 	}
