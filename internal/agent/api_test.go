@@ -56,6 +56,7 @@ func TestBackendErrorsMapToStatuses(t *testing.T) {
 		{fmt.Errorf("Get-CsPool: %w", lync.ErrPermission), 403, protocol.CodeForbidden},
 		{fmt.Errorf("Get-CsPool: %w", lync.ErrConflict), 409, protocol.CodeConflict},
 		{fmt.Errorf("Get-CsPool: %w", lync.ErrNotFound), 404, protocol.CodeNotFound},
+		{fmt.Errorf("Get-CsPool: %w", &protocol.FieldError{Field: "fqdn", Reason: "not a DNS name"}), 400, protocol.CodeInvalid},
 		{fmt.Errorf("something broke"), 500, protocol.CodeInternal},
 	} {
 		a.backend.setErr("Pool", tc.err)

@@ -42,7 +42,11 @@ func internal(msg string) *apiError {
 // backend's own, which names what it was doing.
 func backendError(err error) *apiError {
 	msg := err.Error()
+	var fieldErr *protocol.FieldError
 	switch {
+	case errors.As(err, &fieldErr):
+		// A backend's own validation (the handler's normally refuses the input first).
+		return invalid(msg)
 	case errors.Is(err, lync.ErrNotFound):
 		return notFound(msg)
 	case errors.Is(err, lync.ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
