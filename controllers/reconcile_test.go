@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
 	"github.com/lync-dr/poolpair-operator/internal/conditions"
@@ -187,6 +188,36 @@ func TestHappyPathPendingToSynced(t *testing.T) {
 	}
 	if !slices.ContainsFunc(events, func(e string) bool { return strings.Contains(e, "fe02.pool01.contoso.com") }) {
 		t.Errorf("events do not name the servers:\n%s", strings.Join(events, "\n"))
+	}
+
+	// The manager's metrics saw the steps, the phase and the agent requests.
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			labels := ""
+			for _, l := range m.GetLabel() {
+				labels += "," + l.GetName() + "=" + l.GetValue()
+			}
+			switch {
+			case m.GetHistogram() != nil:
+				seen[f.GetName()+labels] += float64(m.GetHistogram().GetSampleCount())
+			case m.GetGauge() != nil:
+				seen[f.GetName()+labels] += m.GetGauge().GetValue()
+			}
+		}
+	}
+	for _, key := range []string{
+		"poolpair_step_duration_seconds,outcome=succeeded,step=Bootstrap",
+		"poolpair_pairs,phase=Synced",
+		"poolpair_agent_request_duration_seconds,code=200,method=GET,route=/v1/server",
+	} {
+		if seen[key] < 1 {
+			t.Errorf("metric %s not recorded", key)
+		}
 	}
 
 	// Every step ran exactly once.
