@@ -9,7 +9,6 @@ import (
 	"time"
 
 	eventsv1 "k8s.io/api/events/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -261,15 +260,18 @@ func TestBootstrapParallelismIsBounded(t *testing.T) {
 	if maxPerPool != 1 {
 		t.Fatalf("with maxParallelPerPool 1, saw %d servers of one pool bootstrapping at once; %s", maxPerPool, describe(getPair(t, ns, "parallel")))
 	}
-	// Both pools bootstrap in parallel: the two pools' first runs overlap.
-	got := getPair(t, ns, "parallel")
-	var first []*metav1.Time
-	for _, s := range got.Status.Servers {
-		if s.LastOperation != nil && s.LastOperation.Kind == "Bootstrap" && strings.HasPrefix(s.FQDN, "fe01.") {
-			first = append(first, s.LastOperation.Started)
+	// Both pools bootstrap in parallel: the two pools' first runs start together.
+	var first []time.Time
+	eventually(t, 10*time.Second, "both pools' first BootstrapStarted events", func() (bool, string) {
+		first = nil
+		for _, e := range listEvents(t, ns, "parallel") {
+			if e.Reason == "BootstrapStarted" && strings.HasPrefix(e.Note, "Bootstrapping fe01.") {
+				first = append(first, e.EventTime.Time)
+			}
 		}
-	}
-	if len(first) != 2 || absDuration(first[0].Sub(first[1].Time)) > 300*time.Millisecond {
+		return len(first) == 2, fmt.Sprint(first)
+	})
+	if len(first) != 2 || absDuration(first[0].Sub(first[1])) > 300*time.Millisecond {
 		t.Fatalf("the pools' first bootstraps did not run side by side: %v", first)
 	}
 }

@@ -136,7 +136,7 @@ func (e *simEnv) pair(ns, name string) *drv1alpha1.PoolPair {
 func (e *simEnv) fastReconciler(r *controllers.PoolPairReconciler) {
 	r.AgentTLSDir = e.clientDir
 	r.AgentTimeout = 2 * time.Second
-	r.Backoff = pairing.Backoff{Base: 200 * time.Millisecond, Cap: 2 * time.Second, Limit: 4}
+	r.Backoff = pairing.Backoff{Base: 500 * time.Millisecond, Cap: 4 * time.Second, Limit: 4}
 	r.OperationPollInterval = 5 * time.Second
 	r.UnreachableRetry = 300 * time.Millisecond
 	r.MaxConcurrentReconciles = 4
