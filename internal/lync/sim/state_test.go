@@ -106,3 +106,24 @@ func TestStateFileWriteFailureKeepsState(t *testing.T) {
 		t.Errorf("unsaved mutation applied: %+v", p)
 	}
 }
+
+func TestCloneIsDeep(t *testing.T) {
+	orig := newMutState()
+	orig.Pools["p.contoso.com"] = &poolMut{BackupPool: "q.contoso.com", VoiceFailover: &protocol.VoiceFailover{Enabled: true}, ExportError: []string{"m"}}
+	orig.Servers["s.contoso.com"] = &serverMut{LastBootstrap: &BootstrapRun{ExitCode: 1}}
+	orig.Counts["Bootstrap/s.contoso.com"] = 1
+	before, _ := json.Marshal(orig)
+
+	c := orig.clone()
+	if got, _ := json.Marshal(c); string(got) != string(before) {
+		t.Fatalf("clone differs:\n%s\n%s", got, before)
+	}
+	c.Pools["p.contoso.com"].BackupPool = ""
+	c.Pools["p.contoso.com"].VoiceFailover.Enabled = false
+	c.Pools["p.contoso.com"].ExportError[0] = "x"
+	c.Servers["s.contoso.com"].LastBootstrap.ExitCode = 0
+	c.Counts["Bootstrap/s.contoso.com"] = 2
+	if after, _ := json.Marshal(orig); string(after) != string(before) {
+		t.Fatalf("changing the clone changed the original:\n%s\n%s", after, before)
+	}
+}
