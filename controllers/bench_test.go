@@ -22,9 +22,7 @@ import (
 //
 //	make envtest-assets && go test -run '^$' -bench CreateToReady -benchtime 3x ./controllers/
 func BenchmarkCreateToReady(b *testing.B) {
-	if skipSuite != "" {
-		b.Skip(skipSuite)
-	}
+	suite.Require(b)
 	for _, tc := range []struct {
 		name                         string
 		pair, bootstrap, start, sync time.Duration
@@ -115,9 +113,7 @@ func manyPairsYAML(n int, step string) string {
 //
 //	go test -run '^$' -bench ManyPairs -benchtime 1x -timeout 30m ./controllers/
 func BenchmarkManyPairs(b *testing.B) {
-	if skipSuite != "" {
-		b.Skip(skipSuite)
-	}
+	suite.Require(b)
 	for _, n := range []int{200, 1000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {

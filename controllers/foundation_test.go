@@ -19,9 +19,7 @@ import (
 
 func requireAPIServer(t testing.TB) {
 	t.Helper()
-	if skipSuite != "" {
-		t.Skip(skipSuite)
-	}
+	suite.Require(t)
 }
 
 var nsCounter int

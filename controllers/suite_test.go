@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -33,48 +34,24 @@ var (
 	restConfig *rest.Config
 	k8s        client.Client
 	scheme     = runtime.NewScheme()
-	skipSuite  string
+	suite      testenv.Suite
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(runSuite(m))
-}
-
-func runSuite(m *testing.M) int {
 	flag.Parse()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		panic(err)
-	}
-	if err := drv1alpha1.AddToScheme(scheme); err != nil {
-		panic(err)
-	}
-	env, err := testenv.New()
-	if err != nil {
-		fail, msg := testenv.MissingAssets(err)
-		fmt.Fprintln(os.Stderr, msg)
-		if fail {
-			return 1
-		}
-		skipSuite = msg
-		return m.Run()
-	}
-	restConfig, err = env.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting the test control plane:", err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-	k8s, err = client.New(restConfig, client.Options{Scheme: scheme})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "creating client:", err)
-		return 1
-	}
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(drv1alpha1.AddToScheme(scheme))
 	if testing.Verbose() {
 		ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr)))
 	} else {
 		ctrl.SetLogger(logr.Discard())
 	}
-	return m.Run()
+	os.Exit(suite.Run(m, func(cfg *rest.Config) error {
+		restConfig = cfg
+		var err error
+		k8s, err = client.New(cfg, client.Options{Scheme: scheme})
+		return err
+	}))
 }
 
 // writeCounter counts the manager's API calls per PoolPair name, so tests can prove a pass wrote

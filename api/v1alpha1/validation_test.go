@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
@@ -18,49 +19,23 @@ import (
 )
 
 var (
-	k8s       client.Client
-	skipSuite string
+	k8s   client.Client
+	suite testenv.Suite
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(runSuite(m))
-}
-
-func runSuite(m *testing.M) int {
-	env, err := testenv.New()
-	if err != nil {
-		fail, msg := testenv.MissingAssets(err)
-		fmt.Fprintln(os.Stderr, msg)
-		if fail {
-			return 1
+	os.Exit(suite.Run(m, func(cfg *rest.Config) error {
+		scheme := runtime.NewScheme()
+		if err := drv1alpha1.AddToScheme(scheme); err != nil {
+			return err
 		}
-		skipSuite = msg
-		return m.Run()
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting the test control plane:", err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-	scheme := runtime.NewScheme()
-	if err := drv1alpha1.AddToScheme(scheme); err != nil {
-		panic(err)
-	}
-	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "creating client:", err)
-		return 1
-	}
-	return m.Run()
+		var err error
+		k8s, err = client.New(cfg, client.Options{Scheme: scheme})
+		return err
+	}))
 }
 
-func requireAPIServer(t *testing.T) {
-	t.Helper()
-	if skipSuite != "" {
-		t.Skip(skipSuite)
-	}
-}
+func requireAPIServer(t *testing.T) { t.Helper(); suite.Require(t) }
 
 func validPair(name string) *drv1alpha1.PoolPair {
 	return &drv1alpha1.PoolPair{

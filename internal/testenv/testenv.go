@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"testing"
 
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
@@ -59,4 +61,49 @@ func MissingAssets(err error) (fail bool, message string) {
 		return true, "CI=true but " + err.Error()
 	}
 	return false, "skipping envtest suite: " + err.Error()
+}
+
+// Suite is a package's shared control plane, started once in TestMain (it takes seconds).
+type Suite struct {
+	// Config reaches the running kube-apiserver.
+	Config *rest.Config
+	// SkipReason is set when the control plane is not built and CI is not "true".
+	SkipReason string
+}
+
+// Run starts the control plane, calls setup, runs the package's tests and stops the control plane.
+// Without the binaries it fails under CI=true and otherwise runs the tests with SkipReason set, so
+// each envtest test skips with a message instead of passing silently.
+func (s *Suite) Run(m *testing.M, setup func(cfg *rest.Config) error) int {
+	env, err := New()
+	if err != nil {
+		fail, msg := MissingAssets(err)
+		fmt.Fprintln(os.Stderr, msg)
+		if fail {
+			return 1
+		}
+		s.SkipReason = msg
+		return m.Run()
+	}
+	s.Config, err = env.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the test control plane:", err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+	if setup != nil {
+		if err := setup(s.Config); err != nil {
+			fmt.Fprintln(os.Stderr, "setting up the test suite:", err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// Require skips a test when the suite has no control plane.
+func (s *Suite) Require(t testing.TB) {
+	t.Helper()
+	if s.SkipReason != "" {
+		t.Skip(s.SkipReason)
+	}
 }
