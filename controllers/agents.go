@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -101,6 +100,9 @@ func (r *PoolPairReconciler) dirTLS() (TLSMaterial, error) {
 	return m, nil
 }
 
+// maxAgentClients bounds the cache of agent clients (one per distinct TLS material).
+const maxAgentClients = 64
+
 // connect returns the agent client for m: r.Connect when set (tests), else a cached
 // *agentclient.Client per distinct material, so connections are reused across passes.
 func (r *PoolPairReconciler) connect(m TLSMaterial) (AgentClient, error) {
@@ -127,14 +129,14 @@ func (r *PoolPairReconciler) connect(m TLSMaterial) (AgentClient, error) {
 	if err != nil {
 		return nil, &stallError{Reason: ReasonAgentTLSSecretInvalid, Message: fmt.Sprintf("agent client certificate: %v", err)}
 	}
-	if r.clients == nil {
-		r.clients = map[[32]byte]AgentClient{}
+	if r.clients == nil || len(r.clients) >= maxAgentClients {
+		// Certificates rotate: forget the old clients rather than keep them (and their idle
+		// connections) forever. The ones still in use are rebuilt on their next pass.
+		for _, old := range r.clients {
+			old.CloseIdleConnections()
+		}
+		r.clients = map[[32]byte]*agentclient.Client{}
 	}
 	r.clients[key] = c
 	return c, nil
-}
-
-// unreachable reports whether err means the agent did not answer (as opposed to answering no).
-func unreachable(err error) bool {
-	return errors.Is(err, agentclient.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
 }

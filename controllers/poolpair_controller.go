@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
+	"github.com/lync-dr/poolpair-operator/internal/agentclient"
 	"github.com/lync-dr/poolpair-operator/internal/metrics"
 	"github.com/lync-dr/poolpair-operator/internal/pairing"
 )
@@ -58,7 +59,7 @@ type PoolPairReconciler struct {
 	UnreachableRetry time.Duration
 
 	clientsMu sync.Mutex
-	clients   map[[32]byte]AgentClient
+	clients   map[[32]byte]*agentclient.Client
 	watcher   *operationWatcher
 	phases    metrics.PhaseTracker
 }
