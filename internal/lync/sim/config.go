@@ -132,6 +132,9 @@ type topology struct {
 	servers []serverFacts
 	// names maps a lower-cased FQDN to its canonical spelling (as written in the file).
 	names map[string]string
+	// poolIndex and serverIndex find facts by canonical FQDN: settle looks pools up on every
+	// change, and a scan made large deployments quadratic.
+	poolIndex, serverIndex map[string]int
 }
 
 type poolFacts struct {
@@ -144,19 +147,15 @@ type serverFacts struct {
 }
 
 func (t *topology) pool(name string) (*poolFacts, bool) {
-	for i := range t.pools {
-		if t.pools[i].FQDN == name {
-			return &t.pools[i], true
-		}
+	if i, ok := t.poolIndex[name]; ok {
+		return &t.pools[i], true
 	}
 	return nil, false
 }
 
 func (t *topology) server(name string) (*serverFacts, bool) {
-	for i := range t.servers {
-		if t.servers[i].FQDN == name {
-			return &t.servers[i], true
-		}
+	if i, ok := t.serverIndex[name]; ok {
+		return &t.servers[i], true
 	}
 	return nil, false
 }
@@ -299,7 +298,7 @@ func join(path, k string) string {
 }
 
 func (c *config) build() (*topology, *mutState, error) {
-	t := &topology{product: c.Product, names: map[string]string{}}
+	t := &topology{product: c.Product, names: map[string]string{}, poolIndex: map[string]int{}, serverIndex: map[string]int{}}
 	if c.Product == "" {
 		return nil, nil, errors.New("product: required (lync2013, sfb2015 or sfb2019)")
 	}
@@ -430,9 +429,11 @@ func (c *config) build() (*topology, *mutState, error) {
 				return nil, nil, fmt.Errorf("%s.backupService: %q is not %s or %s", sf, s.BackupService, protocol.ServiceStopped, protocol.ServiceRunning)
 			}
 			pf.Servers = append(pf.Servers, s.FQDN)
+			t.serverIndex[s.FQDN] = len(t.servers)
 			t.servers = append(t.servers, serverFacts{FQDN: s.FQDN, Pool: p.FQDN, Listen: sl})
 			st.Servers[s.FQDN] = sm
 		}
+		t.poolIndex[pf.FQDN] = len(t.pools)
 		t.pools = append(t.pools, pf)
 		st.Pools[p.FQDN] = pm
 	}
