@@ -115,6 +115,10 @@ func (p *pass) reconcileNormal(ctx context.Context) error {
 	p.checkRules()
 	if p.stalled == nil {
 		p.advance(ctx, m)
+	} else {
+		// An administrator fixes these in Topology Builder, which no watch sees: look again at the
+		// check interval.
+		p.wantRequeue(durationOr(pp.Spec.Sync.CheckInterval, 5*time.Minute))
 	}
 	p.checkSyncTimeout(m)
 	p.report(&m)

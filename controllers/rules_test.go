@@ -124,6 +124,16 @@ func TestDriftOutOfBandPairingIsReportedNotOverwritten(t *testing.T) {
 	if lost < 2 {
 		t.Fatalf("want PairingLost and PoolPairedElsewhere events, got:\n%s", strings.Join(eventReasons(t, ns, "drift"), "\n"))
 	}
+
+	// The administrator undoes the change: seen at the next check interval, with no watch and no
+	// poke, and the stall clears.
+	if err := env.d.SetBackupPool("pool02.contoso.com", "pool01.contoso.com"); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, ns, "drift", 30*time.Second)
+	if n := env.d.Counts()["PairPools/pool01.contoso.com"]; n != before {
+		t.Fatalf("PairPools ran again (%d, was %d)", n, before)
+	}
 }
 
 func TestSuspendPausesAndResumes(t *testing.T) {
