@@ -160,17 +160,26 @@ func absoluteServeArgs(fs *flag.FlagSet) ([]string, error) {
 	return args, err
 }
 
-func uninstallService(name string, stdout io.Writer) error {
+// openService opens an installed service through the service control manager; close releases both.
+func openService(name string) (s *mgr.Service, close func(), err error) {
 	m, err := mgr.Connect()
 	if err != nil {
-		return fmt.Errorf("connect to the service control manager (run as Administrator): %w", err)
+		return nil, nil, fmt.Errorf("connect to the service control manager (run as Administrator): %w", err)
 	}
-	defer m.Disconnect()
-	s, err := m.OpenService(name)
+	s, err = m.OpenService(name)
 	if err != nil {
-		return fmt.Errorf("service %q: %w", name, err)
+		_ = m.Disconnect()
+		return nil, nil, fmt.Errorf("service %q: %w", name, err)
 	}
-	defer s.Close()
+	return s, func() { s.Close(); _ = m.Disconnect() }, nil
+}
+
+func uninstallService(name string, stdout io.Writer) error {
+	s, closeService, err := openService(name)
+	if err != nil {
+		return err
+	}
+	defer closeService()
 	if status, err := s.Query(); err == nil && status.State != svc.Stopped {
 		_, _ = s.Control(svc.Stop)
 	}
@@ -183,16 +192,11 @@ func uninstallService(name string, stdout io.Writer) error {
 }
 
 func startService(name string, stdout io.Writer) error {
-	m, err := mgr.Connect()
+	s, closeService, err := openService(name)
 	if err != nil {
-		return fmt.Errorf("connect to the service control manager (run as Administrator): %w", err)
+		return err
 	}
-	defer m.Disconnect()
-	s, err := m.OpenService(name)
-	if err != nil {
-		return fmt.Errorf("service %q: %w", name, err)
-	}
-	defer s.Close()
+	defer closeService()
 	if err := s.Start(); err != nil {
 		return fmt.Errorf("start service %q: %w", name, err)
 	}
@@ -201,16 +205,11 @@ func startService(name string, stdout io.Writer) error {
 }
 
 func stopService(ctx context.Context, name string, stdout io.Writer) error {
-	m, err := mgr.Connect()
+	s, closeService, err := openService(name)
 	if err != nil {
-		return fmt.Errorf("connect to the service control manager (run as Administrator): %w", err)
+		return err
 	}
-	defer m.Disconnect()
-	s, err := m.OpenService(name)
-	if err != nil {
-		return fmt.Errorf("service %q: %w", name, err)
-	}
-	defer s.Close()
+	defer closeService()
 	status, err := s.Control(svc.Stop)
 	if err != nil {
 		return fmt.Errorf("stop service %q: %w", name, err)

@@ -35,11 +35,6 @@ func (s Setter) False(conditionType, reason, message string) {
 	s.Set(conditionType, metav1.ConditionFalse, reason, message)
 }
 
-// Unknown records an Unknown condition.
-func (s Setter) Unknown(conditionType, reason, message string) {
-	s.Set(conditionType, metav1.ConditionUnknown, reason, message)
-}
-
 // Remove deletes a condition: kstatus wants abnormal-true conditions (Reconciling, Stalled) absent
 // rather than False.
 func (s Setter) Remove(conditionType string) {

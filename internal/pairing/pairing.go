@@ -54,11 +54,6 @@ func ServerBootstrapped(s protocol.Server, partner string) bool {
 	return b != nil && b.Succeeded && protocol.SameFQDN(b.BackupPool, partner) && s.BackupService.Installed
 }
 
-// ServerBackupRunning reports whether LYNCBACKUP runs on the server.
-func ServerBackupRunning(s protocol.Server) bool {
-	return s.BackupService.Installed && s.BackupService.Status == protocol.ServiceRunning
-}
-
 // DirectionHealth says whether one direction of backup synchronization is healthy (LYNC.md: every
 // module exports FinalState or SteadyState, CMSMaster may be NotInitialized on the pool that does
 // not host the CMS, and every module imports NormalState) and, if not, why.
