@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -22,10 +21,10 @@ const (
 	StepUnpairing             = "Unpairing"
 )
 
-// advance starts the step of the first unmet milestone, as far as agents, parallelism and backoff
-// allow. Steps run in the runbook's order: pair, bootstrap every server, start the backup service,
-// sync both ways.
-func (p *pass) advance(ctx context.Context, m pairing.Milestones) {
+// advance records the step of the first unmet milestone, as far as agents, parallelism and backoff
+// allow; launch sends it once the record is written. Steps run in the runbook's order: pair,
+// bootstrap every server, start the backup service, sync both ways.
+func (p *pass) advance(m pairing.Milestones) {
 	pp, st := p.pp, &p.pp.Status
 	pri, bak := &p.obs.Primary, &p.obs.Backup
 	switch {
@@ -36,21 +35,25 @@ func (p *pass) advance(ctx context.Context, m pairing.Milestones) {
 	case !m.TopologyPublished:
 		msg := fmt.Sprintf("Publishing the pairing of %s and %s in the topology", pri.FQDN, bak.FQDN)
 		if st.Operation == nil {
-			p.start(ctx, poolSlot(pp), protocol.KindPairPools, pri.FQDN, pri.Endpoint, pairParams(pp), msg)
+			if on, ok := p.poolServer(pri.FQDN, bak.FQDN); ok {
+				p.intend(pairSlot(pp), protocol.KindPairPools, protocol.PairTarget(pri.FQDN, bak.FQDN), on, pairParams(pp), msg)
+			} else {
+				p.waiting = "no Front End server of either pool answered to run it on"
+			}
 		}
 		p.progress(StepPairingPools, p.orWaiting(msg, st.Operation != nil))
 
 	case !m.Bootstrapped:
-		p.advanceServers(ctx, protocol.KindBootstrap, StepBootstrapping, "Bootstrapping", "bootstrapped",
+		p.advanceServers(protocol.KindBootstrap, StepBootstrapping, "Bootstrapping", "bootstrapped",
 			func(s *drv1alpha1.ServerStatus) bool { return s.Bootstrapped }, max(int(pp.Spec.Bootstrap.MaxParallelPerPool), 1))
 
 	case !m.BackupServiceRunning:
 		// Starting a service is light and safe to repeat: every server at once.
-		p.advanceServers(ctx, protocol.KindStartBackupService, StepStartingBackupService, "Starting LYNCBACKUP on", "running LYNCBACKUP",
+		p.advanceServers(protocol.KindStartBackupService, StepStartingBackupService, "Starting LYNCBACKUP on", "running LYNCBACKUP",
 			func(s *drv1alpha1.ServerStatus) bool { return s.BackupService == protocol.ServiceRunning }, len(st.Servers))
 
 	case !m.BackupSynced:
-		p.advanceSync(ctx)
+		p.advanceSync()
 
 	default:
 		p.wantRequeue(durationOr(pp.Spec.Sync.CheckInterval, 5*time.Minute))
@@ -60,15 +63,21 @@ func (p *pass) advance(ctx context.Context, m pairing.Milestones) {
 // advanceServers runs a per-server step on every server that needs it, at most perPool at once in
 // each pool, and reports progress such as
 // "Bootstrapping fe02.pool01.contoso.com (1 of 4 servers bootstrapped)".
-func (p *pass) advanceServers(ctx context.Context, kind protocol.OperationKind, step, verb, doneWord string, done func(*drv1alpha1.ServerStatus) bool, perPool int) {
+func (p *pass) advanceServers(kind protocol.OperationKind, step, verb, doneWord string, done func(*drv1alpha1.ServerStatus) bool, perPool int) {
 	st := &p.pp.Status
 	busy := map[string]int{}
 	finished := 0
 	for i := range st.Servers {
-		if op := st.Servers[i].Operation; op != nil && op.Kind == string(kind) {
-			busy[st.Servers[i].Pool]++
+		s := &st.Servers[i]
+		switch {
+		case s.Operation != nil && s.Operation.Kind == string(kind):
+			busy[s.Pool]++
+		case kind == protocol.KindBootstrap && !s.Reachable && !s.Bootstrapped:
+			// An agent that does not answer may be running Bootstrapper that no record here
+			// knows of (a wiped status): it counts as busy, so the limit holds whatever happens.
+			busy[s.Pool]++
 		}
-		if done(&st.Servers[i]) {
+		if done(s) {
 			finished++
 		}
 	}
@@ -87,7 +96,7 @@ func (p *pass) advanceServers(ctx context.Context, kind protocol.OperationKind, 
 			continue
 		}
 		note := fmt.Sprintf("%s %s (%d of %d servers %s so far)", verb, s.FQDN, finished, len(st.Servers), doneWord)
-		if p.start(ctx, serverSlot(s), kind, s.FQDN, p.serverEndpoint(s.FQDN), nil, note) {
+		if p.intend(serverSlot(s), kind, s.FQDN, agentServer{FQDN: s.FQDN, Endpoint: p.serverEndpoint(s.FQDN)}, nil, note) {
 			busy[s.Pool]++
 			active = append(active, s.FQDN)
 		}
@@ -99,15 +108,16 @@ func (p *pass) advanceServers(ctx context.Context, kind protocol.OperationKind, 
 	p.progress(step, p.orWaiting(msg, len(active) > 0))
 }
 
-// advanceSync forces a backup sync of each unhealthy direction, one pool at a time, no more often
-// than spec.sync.checkInterval, and waits for both directions to stay healthy for stableFor.
-func (p *pass) advanceSync(ctx context.Context) {
+// advanceSync forces a backup sync of each unhealthy direction, both at once (each on a Front End
+// of the pool it exports from), no more often than spec.sync.checkInterval, and waits for both
+// directions to stay healthy for stableFor.
+func (p *pass) advanceSync() {
 	pp, st := p.pp, &p.pp.Status
 	checkInterval := durationOr(pp.Spec.Sync.CheckInterval, 5*time.Minute)
 	stableFor := durationOr(pp.Spec.Sync.StableFor, 2*time.Minute)
 	// A forced sync drains within moments on a healthy pair; look again soon, within the interval.
 	poll := min(checkInterval, 15*time.Second)
-	var unhealthy []string
+	var unhealthy, syncing []string
 	for i := range st.Backup {
 		d := &st.Backup[i]
 		if d.Healthy {
@@ -117,26 +127,30 @@ func (p *pass) advanceSync(ctx context.Context) {
 			continue
 		}
 		unhealthy = append(unhealthy, fmt.Sprintf("%s -> %s: %s", d.From, d.To, d.Message))
-		if st.Operation != nil {
+		if d.Operation != nil {
+			syncing = append(syncing, d.From)
 			continue
 		}
 		if d.LastSyncTime != nil && p.now.Sub(d.LastSyncTime.Time) < checkInterval {
 			p.wantRequeue(poll)
 			continue
 		}
-		endpoint := p.obs.Primary.Endpoint
-		if d.From == p.obs.Backup.FQDN {
-			endpoint = p.obs.Backup.Endpoint
+		on, ok := p.poolServer(d.From)
+		if !ok {
+			p.waiting = fmt.Sprintf("no Front End server of %s answered to force its sync on", d.From)
+			continue
 		}
-		p.start(ctx, poolSlot(pp), protocol.KindSyncBackup, d.From, endpoint, protocol.SyncBackupParams{PoolFQDN: d.From},
-			fmt.Sprintf("Forcing a backup sync from %s to %s", d.From, d.To))
+		if p.intend(directionSlot(d), protocol.KindSyncBackup, d.From, on, protocol.SyncBackupParams{PoolFQDN: d.From},
+			fmt.Sprintf("Forcing a backup sync from %s to %s", d.From, d.To)) {
+			syncing = append(syncing, d.From)
+		}
 	}
 	if len(unhealthy) == 0 {
 		p.progress(StepWaitingForStableSync, fmt.Sprintf("both directions healthy; waiting until they have been for %s", stableFor))
 		return
 	}
-	if st.Operation != nil && st.Operation.Kind == string(protocol.KindSyncBackup) {
-		p.progress(StepSyncingBackup, fmt.Sprintf("Syncing backup from %s (%s)", st.Operation.Target, strings.Join(unhealthy, "; ")))
+	if len(syncing) > 0 {
+		p.progress(StepSyncingBackup, fmt.Sprintf("Syncing backup from %s (%s)", strings.Join(syncing, " and "), strings.Join(unhealthy, "; ")))
 		return
 	}
 	p.progress(StepSyncingBackup, p.orWaiting("waiting for backup to drain: "+strings.Join(unhealthy, "; "), false))
@@ -157,6 +171,26 @@ func (p *pass) serverEndpoint(fqdn string) string {
 		}
 	}
 	return endpointFor("", fqdn, agentPort(p.pp))
+}
+
+// poolServer picks the Front End server a pool-level step runs on: the first, by name, of the
+// first of pools whose servers answered this pass as themselves. The choice is stable, so a
+// manager that lost its record asks the same server again and is answered with the step it
+// already started there.
+func (p *pass) poolServer(pools ...string) (agentServer, bool) {
+	for _, pool := range pools {
+		var best *serverObservation
+		for i := range p.obs.Servers {
+			s := &p.obs.Servers[i]
+			if s.Pool == pool && s.Err == nil && (best == nil || s.FQDN < best.FQDN) {
+				best = s
+			}
+		}
+		if best != nil {
+			return agentServer{FQDN: best.FQDN, Endpoint: best.Endpoint}, true
+		}
+	}
+	return agentServer{}, false
 }
 
 func pairParams(pp *drv1alpha1.PoolPair) protocol.PairPoolsParams {

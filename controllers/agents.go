@@ -19,6 +19,7 @@ import (
 
 // AgentClient is what the reconciler asks of the lync-agents; *agentclient.Client implements it.
 type AgentClient interface {
+	Info(ctx context.Context, endpoint string) (protocol.Info, error)
 	Pool(ctx context.Context, endpoint, fqdn string) (protocol.Pool, error)
 	BackupStatus(ctx context.Context, endpoint, fqdn string) (protocol.BackupStatus, error)
 	Server(ctx context.Context, endpoint string) (protocol.Server, error)

@@ -34,12 +34,12 @@ func (p *pass) reconcileDelete(ctx context.Context) error {
 		p.blocked(fmt.Sprintf("cannot unpair: %s; %s", p.stalled.Message, letGo))
 		return nil
 	}
-	if p.track(ctx, poolSlot(pp)) {
+	if p.track(ctx, pairSlot(pp)) {
 		p.deleting(StepUnpairing, fmt.Sprintf("Unpairing %s and %s", pp.Spec.Primary.FQDN, pp.Spec.Backup.FQDN))
 		return nil
 	}
 
-	obs := observePools(ctx, p.agents, pp)
+	obs := observe(ctx, p.agents, pp)
 	p.obs = obs
 	for _, pool := range obs.pools() {
 		if !pool.ok() && !pool.notFound() {
@@ -57,9 +57,17 @@ func (p *pass) reconcileDelete(ctx context.Context) error {
 		return nil
 	}
 	msg := fmt.Sprintf("Unpairing %s and %s", pp.Spec.Primary.FQDN, pp.Spec.Backup.FQDN)
-	p.start(ctx, poolSlot(pp), protocol.KindUnpair, obs.Primary.FQDN, obs.Primary.Endpoint,
-		protocol.UnpairParams{PrimaryFQDN: pp.Spec.Primary.FQDN, BackupFQDN: pp.Spec.Backup.FQDN}, msg)
-	if p.r.Backoff.Exhausted(st.FailedAttempts) {
+	if st.Operation == nil {
+		if on, ok := p.poolServer(pp.Spec.Primary.FQDN, pp.Spec.Backup.FQDN); ok {
+			p.intend(pairSlot(pp), protocol.KindUnpair, protocol.PairTarget(pp.Spec.Primary.FQDN, pp.Spec.Backup.FQDN), on,
+				protocol.UnpairParams{PrimaryFQDN: pp.Spec.Primary.FQDN, BackupFQDN: pp.Spec.Backup.FQDN}, msg)
+			p.launch(ctx)
+		} else {
+			p.waiting = "no Front End server of either pool answered to run it on"
+			p.wantRequeue(p.r.UnreachableRetry)
+		}
+	}
+	if p.r.Backoff.Exhausted(st.FailedAttempts) || pairSlot(pp).refusedForGood() != nil {
 		p.blocked(fmt.Sprintf("Unpair failed %d times: %s; retry with the %s annotation, or %s", st.FailedAttempts, lastMessage(st.LastOperation), drv1alpha1.RequestedAtAnnotation, letGo))
 		return nil
 	}

@@ -25,6 +25,10 @@ type countingAgents struct {
 	calls atomic.Int64
 }
 
+func (c *countingAgents) Info(ctx context.Context, e string) (protocol.Info, error) {
+	c.calls.Add(1)
+	return c.AgentClient.Info(ctx, e)
+}
 func (c *countingAgents) Pool(ctx context.Context, e, f string) (protocol.Pool, error) {
 	c.calls.Add(1)
 	return c.AgentClient.Pool(ctx, e, f)

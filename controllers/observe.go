@@ -14,10 +14,11 @@ import (
 	"github.com/lync-dr/poolpair-operator/internal/protocol"
 )
 
-// poolObservation is one pool as its agent described it.
+// poolObservation is one pool as the agent of one of its servers described it.
 type poolObservation struct {
-	FQDN     string
-	Partner  string
+	FQDN    string
+	Partner string
+	// Endpoint is the agent that answered (or, when none did, the last one tried).
 	Endpoint string
 	Pool     protocol.Pool
 	// Err is the agent's error; NotFound means the pool is not in the topology.
@@ -92,29 +93,34 @@ func shortError(err error) string {
 }
 
 // observe reads both pools, then every server and both backup directions, in parallel with short
-// per-request timeouts: a pass costs two round trips however many servers there are.
+// per-request timeouts: a pass costs two round trips however many servers there are (more only
+// while a pool's first server does not answer).
 func observe(ctx context.Context, agents AgentClient, pp *drv1alpha1.PoolPair) *observation {
 	obs := observePools(ctx, agents, pp)
-	port := agentPort(pp)
 	var wg sync.WaitGroup
-
-	specs := map[string]drv1alpha1.PoolSpec{pp.Spec.Primary.FQDN: pp.Spec.Primary, pp.Spec.Backup.FQDN: pp.Spec.Backup}
 	for _, p := range obs.pools() {
-		spec := specs[p.FQDN]
-		if len(spec.Servers) > 0 {
-			for _, s := range spec.Servers {
-				obs.Servers = append(obs.Servers, serverObservation{FQDN: s.FQDN, Pool: p.FQDN, Partner: p.Partner, Endpoint: endpointFor(s.AgentEndpoint, s.FQDN, port)})
+		if servers := specServers(pp, p.FQDN); len(servers) > 0 {
+			for _, s := range servers {
+				obs.Servers = append(obs.Servers, serverObservation{FQDN: s.FQDN, Pool: p.FQDN, Partner: p.Partner, Endpoint: s.Endpoint})
 			}
 		} else if p.ok() {
 			for _, c := range p.Pool.Computers {
 				fqdn := strings.ToLower(c)
-				obs.Servers = append(obs.Servers, serverObservation{FQDN: fqdn, Pool: p.FQDN, Partner: p.Partner, Endpoint: endpointFor("", fqdn, port)})
+				obs.Servers = append(obs.Servers, serverObservation{FQDN: fqdn, Pool: p.FQDN, Partner: p.Partner, Endpoint: endpointFor("", fqdn, agentPort(pp))})
 			}
 		}
 	}
 	for i := range obs.Servers {
 		s := &obs.Servers[i]
-		wg.Go(func() { s.Server, s.Err = agents.Server(ctx, s.Endpoint) })
+		wg.Go(func() {
+			s.Server, s.Err = agents.Server(ctx, s.Endpoint)
+			if s.Err == nil && !protocol.SameFQDN(s.Server.FQDN, s.FQDN) {
+				// A DNS name or a load balancer handed us another server: nothing it says is
+				// about this one.
+				s.Err = fmt.Errorf("the agent at %s answered as server %q, not %s", s.Endpoint, s.Server.FQDN, s.FQDN)
+				s.Server = protocol.Server{}
+			}
+		})
 	}
 	if obs.Primary.ok() && obs.Backup.ok() {
 		for _, p := range obs.pools() {
@@ -133,19 +139,81 @@ func observe(ctx context.Context, agents AgentClient, pp *drv1alpha1.PoolPair) *
 	return obs
 }
 
-// observePools reads both pools' topology facts, in parallel.
+// observePools reads both pools' topology facts, in parallel. There is no pool-level agent: a
+// pool is read through the agent of any of its Front End servers that answers, its servers that
+// answered last time first, and through the pool's discovery address (its DNS name) last.
 func observePools(ctx context.Context, agents AgentClient, pp *drv1alpha1.PoolPair) *observation {
-	port := agentPort(pp)
 	obs := &observation{
-		Primary: poolObservation{FQDN: pp.Spec.Primary.FQDN, Partner: pp.Spec.Backup.FQDN, Endpoint: endpointFor(pp.Spec.Primary.AgentEndpoint, pp.Spec.Primary.FQDN, port)},
-		Backup:  poolObservation{FQDN: pp.Spec.Backup.FQDN, Partner: pp.Spec.Primary.FQDN, Endpoint: endpointFor(pp.Spec.Backup.AgentEndpoint, pp.Spec.Backup.FQDN, port)},
+		Primary: poolObservation{FQDN: pp.Spec.Primary.FQDN, Partner: pp.Spec.Backup.FQDN},
+		Backup:  poolObservation{FQDN: pp.Spec.Backup.FQDN, Partner: pp.Spec.Primary.FQDN},
 	}
 	var wg sync.WaitGroup
 	for _, p := range obs.pools() {
-		wg.Go(func() { p.Pool, p.Err = agents.Pool(ctx, p.Endpoint, p.FQDN) })
+		wg.Go(func() {
+			for _, endpoint := range poolReadEndpoints(pp, p.FQDN) {
+				p.Endpoint = endpoint
+				p.Pool, p.Err = agents.Pool(ctx, endpoint, p.FQDN)
+				if !errors.Is(p.Err, agentclient.ErrUnavailable) || ctx.Err() != nil {
+					return
+				}
+			}
+		})
 	}
 	wg.Wait()
 	return obs
+}
+
+// poolReadEndpoints lists where a pool can be read, best first: the agents of its servers that
+// answered on the last pass, then its other known servers, then its discovery address.
+func poolReadEndpoints(pp *drv1alpha1.PoolPair, pool string) []string {
+	var answered, others []string
+	known := map[string]bool{}
+	add := func(fqdn, endpoint string, reachable bool) {
+		if known[fqdn] {
+			return
+		}
+		known[fqdn] = true
+		if reachable {
+			answered = append(answered, endpoint)
+		} else {
+			others = append(others, endpoint)
+		}
+	}
+	reachable := map[string]bool{}
+	for _, s := range pp.Status.Servers {
+		if s.Pool == pool {
+			reachable[s.FQDN] = s.Reachable
+		}
+	}
+	if servers := specServers(pp, pool); len(servers) > 0 {
+		for _, s := range servers {
+			add(s.FQDN, s.Endpoint, reachable[s.FQDN])
+		}
+	} else {
+		for _, s := range pp.Status.Servers {
+			if s.Pool == pool {
+				add(s.FQDN, endpointFor("", s.FQDN, agentPort(pp)), s.Reachable)
+			}
+		}
+	}
+	spec := pp.Spec.Primary
+	if pool == pp.Spec.Backup.FQDN {
+		spec = pp.Spec.Backup
+	}
+	return append(append(answered, others...), endpointFor(spec.AgentEndpoint, pool, agentPort(pp)))
+}
+
+// specServers lists the servers the spec gives for pool, with their agent endpoints.
+func specServers(pp *drv1alpha1.PoolPair, pool string) []agentServer {
+	spec := pp.Spec.Primary
+	if pool == pp.Spec.Backup.FQDN {
+		spec = pp.Spec.Backup
+	}
+	var out []agentServer
+	for _, s := range spec.Servers {
+		out = append(out, agentServer{FQDN: s.FQDN, Endpoint: endpointFor(s.AgentEndpoint, s.FQDN, agentPort(pp))})
+	}
+	return out
 }
 
 // agentPort is spec.agent.port, defaulted as the schema does for objects written before it.

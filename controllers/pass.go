@@ -17,8 +17,10 @@ import (
 
 // pass is one reconcile of one PoolPair: observe, derive, act, report.
 type pass struct {
-	r      *PoolPairReconciler
-	pp     *drv1alpha1.PoolPair
+	r  *PoolPairReconciler
+	pp *drv1alpha1.PoolPair
+	// base is the PoolPair as last written (or read): status patches are computed against it.
+	base   *drv1alpha1.PoolPair
 	now    time.Time
 	conds  conditions.Setter
 	before []metav1.Condition
@@ -38,6 +40,10 @@ type pass struct {
 	released bool
 	// events wait for the status write.
 	events []pendingEvent
+	// intents are steps recorded this pass whose requests launch sends.
+	intents []intent
+	// aborted is set when the write-ahead record could not be written: nothing was sent.
+	aborted error
 }
 
 func conditionsFor(pp *drv1alpha1.PoolPair) conditions.Setter {
@@ -97,11 +103,8 @@ func (p *pass) reconcileNormal(ctx context.Context) error {
 	}
 
 	// Finished steps first, so the observation that follows sees their effect.
-	p.track(ctx, poolSlot(pp))
-	for i := range st.Servers {
-		if st.Servers[i].Operation != nil {
-			p.track(ctx, serverSlot(&st.Servers[i]))
-		}
+	for _, s := range allSlots(pp) {
+		p.track(ctx, s)
 	}
 
 	p.obs = observe(ctx, p.agents, pp)
@@ -111,10 +114,13 @@ func (p *pass) reconcileNormal(ctx context.Context) error {
 	p.updateServers()
 	m := p.milestones()
 	p.updateDirections(m.BackupServiceRunning)
+	p.adoptRunning()
 	m.BackupSynced = p.synced()
+	p.settleFailures(m)
 	p.checkRules()
 	if p.stalled == nil {
-		p.advance(ctx, m)
+		p.advance(m)
+		p.launch(ctx)
 	} else {
 		// An administrator fixes these in Topology Builder, which no watch sees: look again at the
 		// check interval.
@@ -123,6 +129,83 @@ func (p *pass) reconcileNormal(ctx context.Context) error {
 	p.checkSyncTimeout(m)
 	p.report(&m)
 	return nil
+}
+
+// commit writes the status as it is now, guarded by the resourceVersion read: the write-ahead
+// record of a step must be stored before its request is sent. The PoolPair in memory keeps its
+// values (pointers into it stay valid); only its resourceVersion moves on.
+func (p *pass) commit(ctx context.Context) error {
+	written := p.pp.DeepCopy()
+	if err := p.r.patchStatus(ctx, p.base, written); err != nil {
+		return err
+	}
+	p.pp.ResourceVersion = written.ResourceVersion
+	p.base = p.pp.DeepCopy()
+	p.emitEvents()
+	p.events = nil
+	return nil
+}
+
+// adoptRunning records, for every slot that has no operation, the operation its agent reports
+// running for it: one started before the status that recorded it was wiped, or by another
+// manager. It is tracked to its end and counts toward maxParallelPerPool; nothing is started beside it.
+func (p *pass) adoptRunning() {
+	pp, st := p.pp, &p.pp.Status
+	pairTarget := protocol.PairTarget(pp.Spec.Primary.FQDN, pp.Spec.Backup.FQDN)
+	for _, o := range p.obs.Servers {
+		if o.Err != nil {
+			continue
+		}
+		on := agentServer{FQDN: o.FQDN, Endpoint: o.Endpoint}
+		for _, a := range o.Server.ActiveOperations {
+			var s *slot
+			switch a.Kind {
+			case protocol.KindBootstrap, protocol.KindStartBackupService:
+				for i := range st.Servers {
+					if st.Servers[i].FQDN == o.FQDN && protocol.SameFQDN(a.Target, o.FQDN) {
+						s = ptr(serverSlot(&st.Servers[i]))
+					}
+				}
+			case protocol.KindPairPools, protocol.KindUnpair:
+				if a.Target == pairTarget {
+					s = ptr(pairSlot(pp))
+				}
+			case protocol.KindSyncBackup:
+				for i := range st.Backup {
+					if protocol.SameFQDN(a.Target, st.Backup[i].From) {
+						s = ptr(directionSlot(&st.Backup[i]))
+					}
+				}
+			}
+			if s != nil && s.inFlight() == nil {
+				p.adopt(*s, a, on, fmt.Sprintf("adopted: %s was already running on %s", a.Kind, o.FQDN))
+			}
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// settleFailures forgets a slot's failures once the effect of its step is observed.
+func (p *pass) settleFailures(m pairing.Milestones) {
+	st := &p.pp.Status
+	effect := func(s slot, observed func(kind string) bool) {
+		if last := *s.lastOperation; *s.operation == nil && *s.failedAttempts > 0 && last != nil && observed(last.Kind) {
+			s.resetFailures()
+		}
+	}
+	effect(pairSlot(p.pp), func(kind string) bool { return kind == string(protocol.KindPairPools) && m.TopologyPublished })
+	for i := range st.Servers {
+		srv := &st.Servers[i]
+		effect(serverSlot(srv), func(kind string) bool {
+			return kind == string(protocol.KindBootstrap) && srv.Bootstrapped ||
+				kind == string(protocol.KindStartBackupService) && srv.BackupService == protocol.ServiceRunning
+		})
+	}
+	for i := range st.Backup {
+		d := &st.Backup[i]
+		effect(directionSlot(d), func(string) bool { return d.Healthy })
+	}
 }
 
 // connect resolves the agent client, or stalls.
@@ -155,9 +238,8 @@ func (p *pass) handleRequestedAt() {
 		return
 	}
 	st.LastHandledReconcileAt = v
-	st.FailedAttempts, st.LastFailureTime = 0, nil
-	for i := range st.Servers {
-		st.Servers[i].FailedAttempts, st.Servers[i].LastFailureTime = 0, nil
+	for _, s := range allSlots(p.pp) {
+		s.resetFailures()
 	}
 	for i := range st.Backup {
 		st.Backup[i].UnhealthySince = nil
@@ -235,21 +317,30 @@ func (p *pass) milestones() pairing.Milestones {
 }
 
 // updateDirections rebuilds status.backup from the observed backup status of both directions.
+// What could not be read this pass is kept as last known: an agent that flaps must not restart
+// the sync.timeout clock or forget when the last sync ran.
 func (p *pass) updateDirections(serviceRunning bool) {
 	st := &p.pp.Status
+	if !p.obs.Primary.ok() || !p.obs.Backup.ok() {
+		return
+	}
 	old := map[string]drv1alpha1.BackupDirectionStatus{}
 	for _, d := range st.Backup {
 		old[d.From] = d
 	}
 	var dirs []drv1alpha1.BackupDirectionStatus
 	for _, o := range p.obs.Directions {
+		d := old[o.From]
 		if !o.Read {
+			// Not paired (any more): the direction goes, unless a sync of it is in flight.
+			if d.Operation != nil {
+				dirs = append(dirs, d)
+			}
 			continue
 		}
-		d := old[o.From]
 		d.From, d.To = o.From, o.To
-		if last := st.LastOperation; last != nil && last.Kind == string(protocol.KindSyncBackup) && last.Target == o.From &&
-			last.State == string(protocol.StateSucceeded) && last.Finished != nil && (d.LastSyncTime == nil || d.LastSyncTime.Before(last.Finished)) {
+		if last := d.LastOperation; last != nil && last.State == string(protocol.StateSucceeded) && last.Finished != nil &&
+			(d.LastSyncTime == nil || d.LastSyncTime.Before(last.Finished)) {
 			d.LastSyncTime = last.Finished.DeepCopy()
 		}
 		if o.Err != nil {

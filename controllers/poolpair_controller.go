@@ -61,6 +61,7 @@ type PoolPairReconciler struct {
 	clientsMu sync.Mutex
 	clients   map[[32]byte]*agentclient.Client
 	watcher   *operationWatcher
+	writers   topologyWriters
 	phases    metrics.PhaseTracker
 }
 
@@ -76,6 +77,7 @@ func (r *PoolPairReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if err := r.Get(ctx, req.NamespacedName, pp); err != nil {
 		if client.IgnoreNotFound(err) == nil {
 			r.watcher.forget(req.NamespacedName)
+			r.writers.forget(req.NamespacedName)
 			r.phases.Set(req.String(), "")
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -90,7 +92,7 @@ func (r *PoolPairReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 
 	before := pp.DeepCopy()
-	p := &pass{r: r, pp: pp, now: r.Clock.Now(), conds: conditionsFor(pp)}
+	p := &pass{r: r, pp: pp, base: before, now: r.Clock.Now(), conds: conditionsFor(pp)}
 	var err error
 	if pp.DeletionTimestamp.IsZero() {
 		err = p.reconcileNormal(ctx)
@@ -98,13 +100,22 @@ func (r *PoolPairReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		err = p.reconcileDelete(ctx)
 		if err == nil && p.released {
 			r.watcher.forget(req.NamespacedName)
+			r.writers.forget(req.NamespacedName)
 			r.phases.Set(req.String(), "")
 			patch := client.MergeFrom(before)
 			controllerutil.RemoveFinalizer(pp, drv1alpha1.Finalizer)
 			return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, pp, patch))
 		}
 	}
-	if perr := r.patchStatus(ctx, before, pp); perr != nil {
+	if p.aborted != nil {
+		// The write-ahead record lost the optimistic-lock race (or could not be written): nothing
+		// was sent; look again with fresh data.
+		if apierrors.IsConflict(p.aborted) {
+			return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+		}
+		return ctrl.Result{}, p.aborted
+	}
+	if perr := r.patchStatus(ctx, p.base, pp); perr != nil {
 		if apierrors.IsConflict(perr) {
 			// This pass read a stale copy; another pass already wrote. Look again with fresh data.
 			return ctrl.Result{RequeueAfter: time.Millisecond}, nil
@@ -156,6 +167,7 @@ func (r *PoolPairReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 		r.UnreachableRetry = 15 * time.Second
 	}
 	r.watcher = newOperationWatcher()
+	r.writers.recorded = r.recordedWriter
 	r.watcher.start(ctx)
 
 	indexer := mgr.GetFieldIndexer()

@@ -26,6 +26,7 @@ const (
 	ReasonVersionMismatch           = "VersionMismatch"
 	ReasonServerNotInPool           = "ServerNotInPool"
 	ReasonRetriesExhausted          = "RetriesExhausted"
+	ReasonStepFailed                = "StepFailed"
 	ReasonStepRefused               = "StepRefused"
 	ReasonSyncTimeout               = "SyncTimeout"
 	ReasonAgentTLSNotConfigured     = "AgentTLSNotConfigured"
@@ -98,26 +99,34 @@ func (p *pass) report(m *pairing.Milestones) {
 	p.announceTransitions()
 }
 
-// checkRetries stalls a pair whose step failed too often; the requested-at annotation resets it.
+// checkRetries stalls a pair whose step failed too often, or failed in a way no retry fixes; the
+// requested-at annotation resets it.
 func (p *pass) checkRetries() {
-	st := &p.pp.Status
-	slots := []slot{poolSlot(p.pp)}
-	for i := range st.Servers {
-		slots = append(slots, serverSlot(&st.Servers[i]))
-	}
-	for _, s := range slots {
-		if p.r.Backoff.Exhausted(*s.failedAttempts) && *s.operation == nil {
-			last := *s.lastOperation
+	howTo := fmt.Sprintf("; fix the cause, then retry with: kubectl annotate poolpair -n %s %s %s=\"$(date +%%s)\" --overwrite",
+		p.pp.Namespace, p.pp.Name, drv1alpha1.RequestedAtAnnotation)
+	for _, s := range allSlots(p.pp) {
+		if *s.operation != nil {
+			continue
+		}
+		last := *s.lastOperation
+		if refused := s.refusedForGood(); refused != nil {
+			p.stall(ReasonStepFailed, fmt.Sprintf("%s on %s failed, and the agent of %s says trying again will not help: %s%s",
+				refused.Kind, refused.Target, refused.Server, refused.Message, howTo))
+			continue
+		}
+		if p.r.Backoff.Exhausted(*s.failedAttempts) {
 			what := "a step"
 			if last != nil {
 				what = fmt.Sprintf("%s on %s", last.Kind, last.Target)
 			}
 			msg := fmt.Sprintf("%s failed %d times in a row", what, *s.failedAttempts)
+			if last != nil && last.State == string(protocol.StateSucceeded) {
+				msg = fmt.Sprintf("%s succeeded %d times in a row without its effect showing", what, *s.failedAttempts)
+			}
 			if last != nil && last.Message != "" {
 				msg += ": " + last.Message
 			}
-			p.stall(ReasonRetriesExhausted, msg+fmt.Sprintf("; fix the cause, then retry with: kubectl annotate poolpair -n %s %s %s=\"$(date +%%s)\" --overwrite",
-				p.pp.Namespace, p.pp.Name, drv1alpha1.RequestedAtAnnotation))
+			p.stall(ReasonRetriesExhausted, msg+howTo)
 		}
 	}
 }

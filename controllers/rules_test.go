@@ -188,9 +188,11 @@ func TestDeleteUnpairWaitsForTheAgentThenUnpairs(t *testing.T) {
 	create(t, pp)
 	waitReady(t, ns, "unpair", 60*time.Second)
 
-	// The primary pool's agent is down: the finalizer stays and says how to let go.
-	if err := env.runner.StopEndpoint("pool01.contoso.com"); err != nil {
-		t.Fatal(err)
+	// Every agent of the primary pool is down: the finalizer stays and says how to let go.
+	for _, s := range pool01Servers {
+		if err := env.runner.StopEndpoint(s); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := k8s.Delete(context.Background(), pp); err != nil {
 		t.Fatal(err)
@@ -200,8 +202,10 @@ func TestDeleteUnpairWaitsForTheAgentThenUnpairs(t *testing.T) {
 		c := conditions.Get(got.Status.Conditions, drv1alpha1.ConditionStalled)
 		return got.Status.Phase == drv1alpha1.PhaseDeleting && c != nil && c.Reason == "UnpairBlocked" && strings.Contains(c.Message, "deletionPolicy"), describe(got)
 	})
-	if err := env.runner.StartEndpoint("pool01.contoso.com"); err != nil {
-		t.Fatal(err)
+	for _, s := range pool01Servers {
+		if err := env.runner.StartEndpoint(s); err != nil {
+			t.Fatal(err)
+		}
 	}
 	waitGone(t, pp)
 	snap := env.d.Snapshot()

@@ -16,55 +16,316 @@ import (
 	"github.com/lync-dr/poolpair-operator/internal/protocol"
 )
 
-// slot is where one target's step lives in status: the pool-level fields for PairPools, SyncBackup
-// and Unpair, a servers[] entry for Bootstrap and StartBackupService. The operation in flight and
-// the retry counters are the only memory the controller keeps: observation cannot tell them.
+// slot is where one target's step lives in status: the pair-level fields for the topology writes
+// (PairPools, Unpair), a servers[] entry for Bootstrap and StartBackupService, a backup[] entry for
+// the forced sync of that direction. The operation in flight and the retry counters are the only
+// memory the controller keeps: observation cannot tell them.
 type slot struct {
-	target          string
+	name            string
 	operation       **drv1alpha1.OperationStatus
 	lastOperation   **drv1alpha1.OperationStatus
 	failedAttempts  *int32
 	lastFailureTime **metav1.MicroTime
 }
 
-func poolSlot(pp *drv1alpha1.PoolPair) slot {
+func pairSlot(pp *drv1alpha1.PoolPair) slot {
 	st := &pp.Status
-	return slot{target: "pool", operation: &st.Operation, lastOperation: &st.LastOperation, failedAttempts: &st.FailedAttempts, lastFailureTime: &st.LastFailureTime}
+	return slot{name: "pair", operation: &st.Operation, lastOperation: &st.LastOperation, failedAttempts: &st.FailedAttempts, lastFailureTime: &st.LastFailureTime}
 }
 
 func serverSlot(s *drv1alpha1.ServerStatus) slot {
-	return slot{target: s.FQDN, operation: &s.Operation, lastOperation: &s.LastOperation, failedAttempts: &s.FailedAttempts, lastFailureTime: &s.LastFailureTime}
+	return slot{name: s.FQDN, operation: &s.Operation, lastOperation: &s.LastOperation, failedAttempts: &s.FailedAttempts, lastFailureTime: &s.LastFailureTime}
+}
+
+func directionSlot(d *drv1alpha1.BackupDirectionStatus) slot {
+	return slot{name: "sync " + d.From, operation: &d.Operation, lastOperation: &d.LastOperation, failedAttempts: &d.FailedAttempts, lastFailureTime: &d.LastFailureTime}
+}
+
+// allSlots lists every slot of the PoolPair's status.
+func allSlots(pp *drv1alpha1.PoolPair) []slot {
+	st := &pp.Status
+	slots := []slot{pairSlot(pp)}
+	for i := range st.Servers {
+		slots = append(slots, serverSlot(&st.Servers[i]))
+	}
+	for i := range st.Backup {
+		slots = append(slots, directionSlot(&st.Backup[i]))
+	}
+	return slots
 }
 
 func (s slot) inFlight() *drv1alpha1.OperationStatus { return *s.operation }
 
-// retryAt is when the slot may start its next step, and whether its retries are exhausted.
+// sequence is the last sequence the slot used.
+func (s slot) sequence() int64 {
+	var seq int64
+	for _, op := range []*drv1alpha1.OperationStatus{*s.operation, *s.lastOperation} {
+		if op != nil {
+			seq = max(seq, op.Sequence)
+		}
+	}
+	return seq
+}
+
+// resetFailures forgets the slot's failures: its step's effect was observed.
+func (s slot) resetFailures() {
+	*s.failedAttempts, *s.lastFailureTime = 0, nil
+}
+
+// refusedForGood is the last failure of the slot when the agent said a retry cannot help.
+func (s slot) refusedForGood() *drv1alpha1.OperationStatus {
+	last := *s.lastOperation
+	if *s.failedAttempts > 0 && *s.operation == nil && last != nil && last.State == string(protocol.StateFailed) && !last.Retryable {
+		return last
+	}
+	return nil
+}
+
+// agentServer is the Front End server whose agent runs a step.
+type agentServer struct {
+	FQDN, Endpoint string
+}
+
+// intent is a step recorded in status (Starting) whose request is sent once the record is written.
+type intent struct {
+	s    slot
+	op   *drv1alpha1.OperationStatus
+	note string
+	// release gives back the topology writer slot if the step does not start after all.
+	release func()
+}
+
+// retryAt is when the slot may start its next step, and whether it may not start at all until a
+// human steps in (retries exhausted, or a failure no retry fixes).
 func (p *pass) retryAt(s slot) (time.Time, bool) {
 	failures := *s.failedAttempts
 	if failures == 0 || *s.lastFailureTime == nil {
 		return time.Time{}, false
 	}
-	if p.r.Backoff.Exhausted(failures) {
+	if p.r.Backoff.Exhausted(failures) || s.refusedForGood() != nil {
 		return time.Time{}, true
 	}
-	return (*s.lastFailureTime).Add(p.r.Backoff.Delay(failures, string(p.pp.UID)+"/"+s.target)), false
+	return (*s.lastFailureTime).Add(p.r.Backoff.Delay(failures, string(p.pp.UID)+"/"+s.name)), false
 }
 
-// track reads the operation in flight in s without waiting and, when it has finished, records the
-// outcome. It reports whether an operation is still in flight.
+// countIneffective counts a step that succeeded but whose effect did not follow as a failure, so
+// that asking again is paced by the backoff instead of running in a hot loop. Each such success
+// counts once.
+func (p *pass) countIneffective(s slot, kind protocol.OperationKind, target string) {
+	last := *s.lastOperation
+	if last == nil || last.Kind != string(kind) || last.Target != target || last.State != string(protocol.StateSucceeded) || last.Finished == nil {
+		return
+	}
+	if t := *s.lastFailureTime; t != nil && !t.Time.Before(last.Finished.Time) {
+		return
+	}
+	*s.failedAttempts++
+	at := metav1.NewMicroTime(last.Finished.Time)
+	*s.lastFailureTime = &at
+}
+
+// intend records kind on target, to run on server, as the slot's operation in state Starting,
+// unless backoff says wait. The request is sent by launch, after the record is written. It
+// reports whether the step is now in flight.
+func (p *pass) intend(s slot, kind protocol.OperationKind, target string, on agentServer, params any, note string) bool {
+	if kind != protocol.KindSyncBackup {
+		// Forced syncs are paced by spec.sync.checkInterval and stalled by spec.sync.timeout.
+		p.countIneffective(s, kind, target)
+	}
+	if at, blocked := p.retryAt(s); blocked {
+		return false
+	} else if p.now.Before(at) {
+		p.wantRequeue(at.Sub(p.now))
+		p.waiting = fmt.Sprintf("retrying %s on %s at %s after %d failed attempts", kind, target, at.UTC().Format(time.RFC3339), *s.failedAttempts)
+		return false
+	}
+	var raw []byte
+	if params != nil {
+		var err error
+		if raw, err = json.Marshal(params); err != nil {
+			p.stall(ReasonStepRefused, fmt.Sprintf("encoding %s parameters: %v", kind, err))
+			return false
+		}
+	}
+	var release func()
+	var cms string
+	if kind == protocol.KindPairPools || kind == protocol.KindUnpair {
+		cms = p.cmsPool()
+		holder, ok := p.r.writers.acquire(cms, p.key())
+		if !ok {
+			p.waiting = fmt.Sprintf("%s waits for PoolPair %s, which is writing the topology of the deployment whose Central Management Store is on %s (one topology write at a time)", kind, holder, cms)
+			p.wantRequeue(p.r.UnreachableRetry)
+			return false
+		}
+		release = func() { p.r.writers.release(cms, p.key()) }
+	}
+	seq := pairing.NextSequence(s.sequence(), p.now)
+	started := stamp(p.now)
+	op := &drv1alpha1.OperationStatus{
+		Kind: string(kind), ID: pairing.OperationID(string(p.pp.UID), string(kind), target, seq), Target: target,
+		Server: on.FQDN, Endpoint: on.Endpoint, Sequence: seq, Params: string(raw), CMSPool: cms,
+		State: drv1alpha1.OperationStateStarting, Attempt: *s.failedAttempts, Started: &started,
+	}
+	*s.operation = op
+	p.intents = append(p.intents, intent{s: s, op: op, note: note, release: release})
+	return true
+}
+
+// launch writes the Starting records, then sends their requests. When the write loses the
+// optimistic-lock race nothing is sent: another pass wrote first, and the next pass decides
+// afresh from what it wrote.
+func (p *pass) launch(ctx context.Context) {
+	if len(p.intents) == 0 {
+		return
+	}
+	intents := p.intents
+	p.intents = nil
+	if err := p.commit(ctx); err != nil {
+		for _, in := range intents {
+			if in.release != nil {
+				in.release()
+			}
+		}
+		p.aborted = err
+		return
+	}
+	for _, in := range intents {
+		p.send(ctx, in.s, in.note, true)
+	}
+}
+
+// send sends the request of the slot's Starting operation, to the server it was recorded for,
+// once that server's agent has said it is that server. fresh is true in the pass that recorded it:
+// then a refusal means the request never reached any agent, and the record is dropped.
+func (p *pass) send(ctx context.Context, s slot, note string, fresh bool) {
+	op := s.inFlight()
+	drop := func() {
+		*s.operation = nil
+		if op.CMSPool != "" {
+			p.r.writers.release(op.CMSPool, p.key())
+		}
+	}
+	if err := p.checkIdentity(ctx, op.Server, op.Endpoint); err != nil {
+		p.waiting = fmt.Sprintf("could not start %s on %s: %s", op.Kind, op.Target, shortError(err))
+		p.wantRequeue(p.r.UnreachableRetry)
+		if fresh {
+			drop()
+		}
+		return
+	}
+	req := protocol.OperationRequest{ID: op.ID, Kind: protocol.OperationKind(op.Kind)}
+	if op.Params != "" {
+		req.Params = json.RawMessage(op.Params)
+	}
+	got, err := p.agents.StartOperation(ctx, op.Endpoint, req)
+	if running := agentclient.InFlight(err); running != nil && running.Kind == req.Kind && protocol.SameFQDN(running.Target, op.Target) {
+		// The agent already runs this step under another id (started before a wipe, by another
+		// manager, or by hand): track that one instead of starting a second.
+		p.adopt(s, *running, agentServer{FQDN: op.Server, Endpoint: op.Endpoint}, "adopted: "+shortError(err))
+		return
+	}
+	switch {
+	case errors.Is(err, agentclient.ErrConflict):
+		// Something else holds the target (another topology write on that server): our request
+		// was not taken. Wait for it.
+		drop()
+		p.waiting = fmt.Sprintf("%s on %s waits for another operation on %s to finish: %s", op.Kind, op.Target, op.Server, shortError(err))
+		p.wantRequeue(p.r.UnreachableRetry)
+		return
+	case errors.Is(err, agentclient.ErrInvalid):
+		drop()
+		p.stall(ReasonStepRefused, fmt.Sprintf("the agent of %s at %s refused %s: %s", op.Server, op.Endpoint, op.Kind, shortError(err)))
+		return
+	case err != nil:
+		// Unknown whether the agent took it: keep the record and send the same request again.
+		p.wantRequeue(p.r.UnreachableRetry)
+		p.waiting = fmt.Sprintf("could not start %s on %s: %s", op.Kind, op.Target, shortError(err))
+		return
+	}
+	op.State, op.Message = string(got.State), got.Message
+	if got.Started != nil {
+		started := stamp(*got.Started)
+		op.Started = &started
+	}
+	if got.State.Done() {
+		// The agent finished it before this pass learnt it had started (a restart between the
+		// request and its answer): record the outcome.
+		p.finish(s, got, true)
+		p.wantRequeue(time.Millisecond)
+		return
+	}
+	if note != "" {
+		p.event(eventNormal, op.Kind+"Started", stepAction(op.Kind, op.Target), "%s", note)
+	}
+	p.r.watcher.watch(p.key(), p.agents, op.Endpoint, op.ID)
+	p.wantRequeue(p.r.OperationPollInterval)
+}
+
+// checkIdentity makes sure the agent at endpoint runs on server: a DNS name or load balancer that
+// hands the connection to another server is detected, never trusted with an operation.
+func (p *pass) checkIdentity(ctx context.Context, server, endpoint string) error {
+	info, err := p.agents.Info(ctx, endpoint)
+	if err != nil {
+		return err
+	}
+	if !protocol.SameFQDN(info.ServerFQDN, server) {
+		return fmt.Errorf("the agent at %s answered as server %q, not %s", endpoint, info.ServerFQDN, server)
+	}
+	return nil
+}
+
+// adopt records an operation the agent on server is already running as the slot's operation.
+func (p *pass) adopt(s slot, a protocol.ActiveOperation, on agentServer, message string) {
+	prev := s.inFlight()
+	if prev != nil && prev.ID == a.ID {
+		return
+	}
+	op := &drv1alpha1.OperationStatus{
+		Kind: string(a.Kind), ID: a.ID, Target: a.Target, Server: on.FQDN, Endpoint: on.Endpoint,
+		State: string(a.State), Attempt: *s.failedAttempts, Message: message,
+	}
+	if prev != nil {
+		// Keep our sequence so the slot's next id is still above it; our record was not taken.
+		op.Sequence, op.CMSPool, op.Params = prev.Sequence, prev.CMSPool, prev.Params
+	}
+	started := stamp(p.now)
+	if a.Started != nil {
+		started = stamp(*a.Started)
+	}
+	op.Started = &started
+	*s.operation = op
+	p.r.watcher.watch(p.key(), p.agents, on.Endpoint, a.ID)
+	p.wantRequeue(p.r.OperationPollInterval)
+}
+
+// track follows the slot's operation: a Starting one is sent (again), an accepted one is read
+// without waiting and, when it has finished, its outcome recorded. It reports whether an operation
+// is still in flight.
 func (p *pass) track(ctx context.Context, s slot) bool {
 	op := s.inFlight()
 	if op == nil {
 		return false
 	}
+	if op.State == drv1alpha1.OperationStateStarting {
+		// Recorded, but perhaps never sent (the manager stopped in between): send the same
+		// request; the agent answers with the operation if it already has it.
+		p.send(ctx, s, "", false)
+		return s.inFlight() != nil
+	}
 	got, err := p.agents.Operation(ctx, op.Endpoint, op.ID)
-	switch {
-	case errors.Is(err, agentclient.ErrNotFound):
-		// The agent lost its journal (reinstalled): the step's fate is unknown, so try again.
-		p.finish(s, protocol.Operation{ID: op.ID, Kind: protocol.OperationKind(op.Kind), State: protocol.StateFailed,
-			Message: "the agent no longer knows this operation", Retryable: true}, true)
-		return false
-	case err != nil:
+	if errors.Is(err, agentclient.ErrNotFound) {
+		if idErr := p.checkIdentity(ctx, op.Server, op.Endpoint); idErr != nil {
+			// Another server answered at that address: ours is unknown from here.
+			err = idErr
+		} else {
+			// The server's own agent lost its journal (reinstalled): the step's fate is
+			// unknown, so try again.
+			p.finish(s, protocol.Operation{ID: op.ID, Kind: protocol.OperationKind(op.Kind), State: protocol.StateFailed,
+				Message: "the agent of " + op.Server + " no longer knows this operation", Retryable: true}, true)
+			return false
+		}
+	}
+	if err != nil {
 		// Unreachable: it keeps running (or not) over there; the observation reports the agent.
 		p.wantRequeue(p.r.UnreachableRetry)
 		return true
@@ -81,16 +342,19 @@ func (p *pass) track(ctx context.Context, s slot) bool {
 }
 
 // finish records a finished operation: the last operation, the retry counters, one event, metrics.
-// announce is false for an operation adopted from before a restart or a wiped status, which
-// already had its events.
+// Failures reset only when the step's effect is observed (see settleFailures).
 func (p *pass) finish(s slot, got protocol.Operation, announce bool) {
 	op := s.inFlight()
 	if op == nil {
 		op = &drv1alpha1.OperationStatus{ID: got.ID, Kind: string(got.Kind)}
 	}
+	if op.CMSPool != "" {
+		p.r.writers.release(op.CMSPool, p.key())
+	}
 	done := op.DeepCopy()
 	done.State = string(got.State)
 	done.Message = got.Message
+	done.Retryable = got.Retryable
 	finished := stamp(p.now)
 	if got.Finished != nil {
 		finished = stamp(*got.Finished)
@@ -98,10 +362,7 @@ func (p *pass) finish(s slot, got protocol.Operation, announce bool) {
 	done.Finished = &finished
 	*s.operation = nil
 	*s.lastOperation = done
-	if got.State == protocol.StateSucceeded {
-		*s.failedAttempts = 0
-		*s.lastFailureTime = nil
-	} else if announce {
+	if got.State != protocol.StateSucceeded {
 		*s.failedAttempts++
 		// Microseconds, not seconds: the backoff is computed from it after it is read back.
 		now := metav1.NewMicroTime(p.now.Truncate(time.Microsecond))
@@ -127,67 +388,6 @@ func (p *pass) finish(s slot, got protocol.Operation, announce bool) {
 	} else {
 		p.event(eventWarning, done.Kind+"Failed", stepAction(done.Kind, done.Target), "%s on %s failed (attempt %d): %s", done.Kind, done.Target, done.Attempt+1, got.Message)
 	}
-}
-
-// start starts kind on target through the agent at endpoint, unless backoff says wait. It reports
-// whether the step is now in flight.
-func (p *pass) start(ctx context.Context, s slot, kind protocol.OperationKind, target, endpoint string, params any, note string) bool {
-	if at, exhausted := p.retryAt(s); exhausted {
-		return false
-	} else if p.now.Before(at) {
-		p.wantRequeue(at.Sub(p.now))
-		p.waiting = fmt.Sprintf("retrying %s on %s at %s after %d failed attempts", kind, target, at.UTC().Format(time.RFC3339), *s.failedAttempts)
-		return false
-	}
-	var attempt int32
-	if last := *s.lastOperation; last != nil && last.Kind == string(kind) && last.Target == target {
-		attempt = last.Attempt + 1
-	}
-	id := pairing.OperationID(string(p.pp.UID), string(kind), target, p.pp.Generation, attempt)
-	req := protocol.OperationRequest{ID: id, Kind: kind}
-	if params != nil {
-		raw, err := json.Marshal(params)
-		if err != nil {
-			p.stall(ReasonStepRefused, fmt.Sprintf("encoding %s parameters: %v", kind, err))
-			return false
-		}
-		req.Params = raw
-	}
-	got, err := p.agents.StartOperation(ctx, endpoint, req)
-	switch {
-	case errors.Is(err, agentclient.ErrConflict):
-		// Another operation of this kind runs on the target (one from an older generation, or
-		// started by hand): let it finish.
-		p.waiting = fmt.Sprintf("%s on %s waits for another operation on it to finish: %s", kind, target, shortError(err))
-		p.wantRequeue(p.r.OperationPollInterval)
-		return false
-	case errors.Is(err, agentclient.ErrInvalid):
-		p.stall(ReasonStepRefused, fmt.Sprintf("the agent at %s refused %s: %s", endpoint, kind, shortError(err)))
-		return false
-	case err != nil:
-		p.wantRequeue(p.r.UnreachableRetry)
-		p.waiting = fmt.Sprintf("could not start %s on %s: %s", kind, target, shortError(err))
-		return false
-	}
-	started := stamp(p.now)
-	if got.Started != nil {
-		started = stamp(*got.Started)
-	}
-	*s.operation = &drv1alpha1.OperationStatus{
-		Kind: string(kind), ID: id, Target: target, Endpoint: endpoint,
-		State: string(got.State), Attempt: attempt, Started: &started, Message: got.Message,
-	}
-	if got.State.Done() {
-		// The agent already had this operation: started before a restart or a wiped status. Adopt
-		// its outcome quietly; the next attempt gets a new key if it is needed.
-		p.finish(s, got, false)
-		p.wantRequeue(time.Millisecond)
-		return false
-	}
-	p.event(eventNormal, string(kind)+"Started", stepAction(string(kind), target), "%s", note)
-	p.r.watcher.watch(p.key(), p.agents, endpoint, id)
-	p.wantRequeue(p.r.OperationPollInterval)
-	return true
 }
 
 // stepAction names the step and its target: the events API merges events with the same action and

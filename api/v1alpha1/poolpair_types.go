@@ -133,8 +133,11 @@ type PoolSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="the pool FQDN is immutable: create a new PoolPair to pair other pools"
 	FQDN string `json:"fqdn"`
 
-	// AgentEndpoint is the https URL of the lync-agent that answers for the pool (topology reads,
-	// pairing, backup sync). Default: https://<fqdn>:<spec.agent.port>.
+	// AgentEndpoint is a discovery address: an https URL that reaches the lync-agent of some Front
+	// End server of the pool (typically the pool's DNS name, which resolves to any of them). It is
+	// used only to read the topology when no server of the pool answers at its own endpoint; every
+	// operation runs on a Front End server reached at that server's endpoint, after the agent there
+	// has said which server it is. Default: https://<fqdn>:<spec.agent.port>.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:Pattern=`^https://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$`
@@ -287,21 +290,22 @@ type PoolPairStatus struct {
 	// +listMapKey=from
 	Backup []BackupDirectionStatus `json:"backup,omitempty"`
 
-	// Operation is the pool-level step in flight (PairPools, SyncBackup, Unpair); per-server steps
-	// are in servers[].
+	// Operation is the topology write in flight (PairPools, Unpair), run on one Front End of a
+	// pool; per-server steps are in servers[], forced syncs in backup[].
 	// +optional
 	Operation *OperationStatus `json:"operation,omitempty"`
 
-	// LastOperation is the last pool-level step that finished.
+	// LastOperation is the last topology write that finished.
 	// +optional
 	LastOperation *OperationStatus `json:"lastOperation,omitempty"`
 
-	// FailedAttempts counts consecutive failures of the pool-level step; it sets the retry backoff
-	// and survives a manager restart. Reset by success or by the requested-at annotation.
+	// FailedAttempts counts consecutive failures of the topology write (a success whose effect was
+	// not observed counts too); it sets the retry backoff and survives a manager restart. Reset when
+	// the effect is observed, or by the requested-at annotation.
 	// +optional
 	FailedAttempts int32 `json:"failedAttempts,omitempty"`
 
-	// LastFailureTime is when the pool-level step last failed.
+	// LastFailureTime is when the topology write last failed.
 	// +optional
 	LastFailureTime *metav1.MicroTime `json:"lastFailureTime,omitempty"`
 
@@ -363,6 +367,19 @@ type BackupDirectionStatus struct {
 	// LastSyncTime is when a forced sync (Invoke-CsBackupServiceSync) of this direction last finished.
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+	// Operation is the forced sync of this direction in flight (SyncBackup of From, on a Front End
+	// of From): both directions sync at once.
+	// +optional
+	Operation *OperationStatus `json:"operation,omitempty"`
+	// LastOperation is the last forced sync of this direction that finished.
+	// +optional
+	LastOperation *OperationStatus `json:"lastOperation,omitempty"`
+	// FailedAttempts counts consecutive failures of this direction's forced sync.
+	// +optional
+	FailedAttempts int32 `json:"failedAttempts,omitempty"`
+	// LastFailureTime is when this direction's forced sync last failed.
+	// +optional
+	LastFailureTime *metav1.MicroTime `json:"lastFailureTime,omitempty"`
 	// Modules are the backup modules' states.
 	// +optional
 	// +listType=map
@@ -380,17 +397,37 @@ type BackupModuleStatus struct {
 	Import string `json:"import"`
 }
 
-// OperationStatus is a step run by an agent.
+// OperationStateStarting is the state of an operation recorded in status before its request is
+// sent (write-ahead): the agent may or may not have it yet, and the same request, with the same
+// id, is sent again until an agent answers for it.
+const OperationStateStarting = "Starting"
+
+// OperationStatus is a step run by an agent on one Front End server.
 type OperationStatus struct {
 	// Kind is PairPools, Bootstrap, StartBackupService, SyncBackup or Unpair.
 	Kind string `json:"kind"`
-	// ID is the operation's idempotency key: <uid>/<step>/<target>/<generation>/<attempt>.
+	// ID is the operation's idempotency key, <uid>/<kind>/<target>/<sequence>; ids never repeat.
+	// An operation adopted from an agent keeps the id it was started with.
 	ID string `json:"id"`
 	// Target is the pool or server the step acts on.
 	Target string `json:"target"`
-	// Endpoint is the agent that runs the step.
+	// Server is the Front End server whose agent runs the step.
+	// +optional
+	Server string `json:"server,omitempty"`
+	// Endpoint is the URL of that server's agent.
 	Endpoint string `json:"endpoint"`
-	// State is Pending, Running, Succeeded or Failed.
+	// Sequence is the slot's sequence number in the id; it only grows.
+	// +optional
+	Sequence int64 `json:"sequence,omitempty"`
+	// Params are the JSON parameters sent with the request, so that a request re-sent after a
+	// restart is the same request even if the spec changed meanwhile.
+	// +optional
+	Params string `json:"params,omitempty"`
+	// CMSPool is, for a topology write, the pool hosting the Central Management Store the write
+	// is serialized on.
+	// +optional
+	CMSPool string `json:"cmsPool,omitempty"`
+	// State is Starting (recorded, request not yet confirmed), Pending, Running, Succeeded or Failed.
 	// +optional
 	State string `json:"state,omitempty"`
 	// Attempt counts from 0 for the first try.
@@ -405,6 +442,10 @@ type OperationStatus struct {
 	// Message is the agent's message, on failure the reason.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// Retryable is false on a failure that the same request would meet again (permission denied,
+	// refused parameters, not found): the pair stalls at once instead of retrying.
+	// +optional
+	Retryable bool `json:"retryable,omitempty"`
 }
 
 // PoolPairList is a list of PoolPairs.

@@ -60,6 +60,20 @@ func (in *BackupDirectionStatus) DeepCopyInto(out *BackupDirectionStatus) {
 		in, out := &in.LastSyncTime, &out.LastSyncTime
 		*out = (*in).DeepCopy()
 	}
+	if in.Operation != nil {
+		in, out := &in.Operation, &out.Operation
+		*out = new(OperationStatus)
+		(*in).DeepCopyInto(*out)
+	}
+	if in.LastOperation != nil {
+		in, out := &in.LastOperation, &out.LastOperation
+		*out = new(OperationStatus)
+		(*in).DeepCopyInto(*out)
+	}
+	if in.LastFailureTime != nil {
+		in, out := &in.LastFailureTime, &out.LastFailureTime
+		*out = (*in).DeepCopy()
+	}
 	if in.Modules != nil {
 		in, out := &in.Modules, &out.Modules
 		*out = make([]BackupModuleStatus, len(*in))

@@ -69,15 +69,6 @@ func TestBackendErrorsMapToStatuses(t *testing.T) {
 	}
 }
 
-func TestServerOnPoolEndpointIsNotFound(t *testing.T) {
-	f := newFake()
-	f.id.ServerFQDN = ""
-	a := startAgent(t, agentOpts{backend: f})
-	if status, raw := a.do("GET", "/v1/server", "", nil); status != 404 || !strings.Contains(raw, "pool01.contoso.com") {
-		t.Errorf("GET /v1/server on a pool endpoint: %d %s", status, raw)
-	}
-}
-
 // TestHostileRequestsRunNothing sends invalid and hostile requests: each is refused with 400
 // (413 for the oversized body) naming the parameter, and the backend is never called.
 func TestHostileRequestsRunNothing(t *testing.T) {

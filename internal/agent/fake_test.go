@@ -29,6 +29,9 @@ type fakeBackend struct {
 	boot    lync.BootstrapResult
 	gate    chan struct{}
 	started chan string
+	// orphan, when set, is a Bootstrapper run an earlier agent process left going on:
+	// RunningBootstrap finds it, and its waiter returns what the test sends.
+	orphan chan lync.BootstrapResult
 }
 
 func newFake() *fakeBackend {
@@ -144,6 +147,23 @@ func (f *fakeBackend) Bootstrap(ctx context.Context) (lync.BootstrapResult, erro
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.boot, nil
+}
+
+func (f *fakeBackend) RunningBootstrap(context.Context) (func(context.Context) (lync.BootstrapResult, error), bool, error) {
+	f.mu.Lock()
+	run := f.orphan
+	f.mu.Unlock()
+	if run == nil {
+		return nil, false, nil
+	}
+	return func(ctx context.Context) (lync.BootstrapResult, error) {
+		select {
+		case res := <-run:
+			return res, nil
+		case <-ctx.Done():
+			return lync.BootstrapResult{}, ctx.Err()
+		}
+	}, true, nil
 }
 
 func (f *fakeBackend) StartBackupService(ctx context.Context) error {
@@ -345,4 +365,13 @@ func pairReq(id, primary, backup string) protocol.OperationRequest {
 
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -6,6 +6,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -44,8 +45,6 @@ type Handler struct {
 	opsCtx    context.Context
 	cancelOps context.CancelFunc
 	running   sync.WaitGroup
-	// topology serializes PairPools and Unpair (a one-slot semaphore so a waiter can give up).
-	topology chan struct{}
 
 	mu     sync.Mutex // guards live and closed; held while an operation is created
 	live   map[string]*liveOp
@@ -75,7 +74,6 @@ func NewHandler(cfg Config) (*Handler, error) {
 		maxWait:   cfg.MaxWait,
 		opsCtx:    ctx,
 		cancelOps: cancel,
-		topology:  make(chan struct{}, 1),
 		live:      map[string]*liveOp{},
 	}
 	mux := http.NewServeMux()
@@ -89,7 +87,82 @@ func NewHandler(cfg Config) (*Handler, error) {
 		writeError(w, notFound("no such endpoint: "+r.Method+" "+r.URL.Path))
 	})
 	h.mux = mux
+	if err := h.resume(); err != nil {
+		cancel()
+		return nil, err
+	}
 	return h, nil
+}
+
+// resume settles the operations an earlier agent process left unfinished. A Bootstrapper run is a
+// process of its own and may have outlived that agent: while one is still going on, its operation
+// stays Running and is tracked to its end, so no second run starts beside it. Any other operation
+// died with its PowerShell host: Failed, and retryable, since nobody can tell how far it got.
+func (h *Handler) resume() error {
+	recs, err := h.journal.unfinished()
+	if err != nil {
+		return fmt.Errorf("agent: reading the journal: %w", err)
+	}
+	now := time.Now().UTC()
+	// Newest first: only the latest Bootstrap record can belong to a run still going on.
+	for i := len(recs) - 1; i >= 0; i-- {
+		rec := recs[i]
+		if rec.Op.Kind == protocol.KindBootstrap && h.resumeBootstrap(rec) {
+			continue
+		}
+		rec.Op.State, rec.Op.Message, rec.Op.Retryable, rec.Op.Finished = protocol.StateFailed, interruptedMessage, true, &now
+		if err := h.journal.update(rec); err != nil {
+			return fmt.Errorf("agent: recording interrupted operation %q: %w", rec.Op.ID, err)
+		}
+		h.log.Warn("operation interrupted by an agent restart", "kind", rec.Op.Kind, "id", rec.Op.ID, "target", rec.Target)
+	}
+	return nil
+}
+
+// resumeBootstrap tracks rec to its end when a Bootstrapper run is still going on, and reports
+// whether it does. When the backend cannot tell, the record is failed: Bootstrap itself refuses
+// to start a second run while one is in progress.
+func (h *Handler) resumeBootstrap(rec record) bool {
+	h.mu.Lock()
+	for _, op := range h.live {
+		if op.rec.Op.Kind == protocol.KindBootstrap {
+			h.mu.Unlock()
+			return false // already tracking the run under a newer record
+		}
+	}
+	h.mu.Unlock()
+	wait, found, err := h.backend.RunningBootstrap(h.opsCtx)
+	if err != nil {
+		h.log.Warn("cannot tell whether Bootstrapper.exe still runs", "id", rec.Op.ID, "err", err)
+		return false
+	}
+	if !found {
+		return false
+	}
+	if rec.Op.Started == nil {
+		started := time.Now().UTC()
+		rec.Op.Started = &started
+	}
+	rec.Op.State = protocol.StateRunning
+	op := &liveOp{rec: rec, done: make(chan struct{})}
+	h.mu.Lock()
+	h.live[rec.Op.ID] = op
+	h.mu.Unlock()
+	h.save(op, rec, false)
+	h.log.Info("Bootstrapper.exe outlived the previous agent process; tracking it", "id", rec.Op.ID)
+	h.running.Add(1)
+	go func() {
+		defer h.running.Done()
+		h.complete(op, rec, func(ctx context.Context) (string, *bootstrapOutcome, error) {
+			res, err := wait(ctx)
+			if err != nil {
+				return "", nil, err
+			}
+			msg, boot := bootstrapMessage(res)
+			return msg, boot, nil
+		})
+	}()
+	return true
 }
 
 // ServeHTTP refuses any request that did not arrive over mutual TLS (a second line behind
@@ -176,10 +249,6 @@ func (h *Handler) server(w http.ResponseWriter, r *http.Request) {
 		writeError(w, backendError(err))
 		return
 	}
-	if id.ServerFQDN == "" {
-		writeError(w, notFound("this endpoint stands for pool "+id.PoolFQDN+", not for a Front End server"))
-		return
-	}
 	svc, err := h.backend.BackupService(r.Context())
 	if err != nil {
 		writeError(w, backendError(err))
@@ -191,10 +260,11 @@ func (h *Handler) server(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, protocol.Server{
-		FQDN:          id.ServerFQDN,
-		PoolFQDN:      id.PoolFQDN,
-		BackupService: svc,
-		LastBootstrap: last,
+		FQDN:             id.ServerFQDN,
+		PoolFQDN:         id.PoolFQDN,
+		BackupService:    svc,
+		LastBootstrap:    last,
+		ActiveOperations: h.activeOperations(),
 	})
 }
 

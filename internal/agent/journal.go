@@ -69,9 +69,9 @@ type bootstrapOutcome struct {
 	BackupPool     string `json:"backupPool,omitempty"`
 }
 
-// OpenJournal opens (creating if needed) the journal in dir. Every operation a previous process
-// left Pending or Running is marked Failed and retryable: it was cut short and nobody can tell how
-// far it got, and every operation kind is safe to repeat.
+// OpenJournal opens (creating if needed) the journal in dir. Operations a previous process left
+// Pending or Running are kept as they are: the Handler decides their fate when it starts (a
+// Bootstrapper run may still be going on; anything else was cut short).
 func OpenJournal(dir string) (*Journal, error) {
 	if dir == "" {
 		return nil, errors.New("journal: directory required")
@@ -89,7 +89,7 @@ func OpenJournal(dir string) (*Journal, error) {
 		return nil, fmt.Errorf("journal %s: %w", path, err)
 	}
 	j := &Journal{db: db, now: time.Now, maxRecords: JournalMaxRecords, retention: JournalRetention}
-	if err := j.recover(); err != nil {
+	if err := j.open(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("journal %s: %w", path, err)
 	}
@@ -99,47 +99,45 @@ func OpenJournal(dir string) (*Journal, error) {
 // Close closes the database.
 func (j *Journal) Close() error { return j.db.Close() }
 
-// recover creates the buckets, fails interrupted operations, counts records and prunes.
-func (j *Journal) recover() error {
-	now := j.now().UTC()
+// open creates the buckets, counts records and prunes.
+func (j *Journal) open() error {
 	err := j.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketOps, bucketOrder, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
 		}
-		ops := tx.Bucket(bucketOps)
-		var interrupted []record
-		count := 0
-		if err := ops.ForEach(func(_, v []byte) error {
-			count++
-			var r record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return err
-			}
-			if !r.Op.State.Done() {
-				interrupted = append(interrupted, r)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, r := range interrupted {
-			r.Op.State = protocol.StateFailed
-			r.Op.Message = interruptedMessage
-			r.Op.Retryable = true
-			r.Op.Finished = &now
-			if err := putRecord(ops, r); err != nil {
-				return err
-			}
-		}
-		j.count = count
+		j.count = tx.Bucket(bucketOps).Stats().KeyN
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	return j.prune()
+}
+
+// unfinished returns the operations that are neither Succeeded nor Failed, oldest first.
+func (j *Journal) unfinished() ([]record, error) {
+	var out []record
+	err := j.db.View(func(tx *bolt.Tx) error {
+		ops := tx.Bucket(bucketOps)
+		c := tx.Bucket(bucketOrder).Cursor()
+		for k, id := c.First(); k != nil; k, id = c.Next() {
+			v := ops.Get(id)
+			if v == nil {
+				continue
+			}
+			var r record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			if !r.Op.State.Done() {
+				out = append(out, r)
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // get returns the record of id.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 
+	"github.com/lync-dr/poolpair-operator/internal/lync"
 	"github.com/lync-dr/poolpair-operator/internal/protocol"
 )
 
@@ -131,5 +133,59 @@ func TestJournalPrunesFinishedRecords(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBootstrapperThatOutlivedTheAgentIsTrackedNotDoubled: the agent dies while Bootstrapper.exe
+// runs; the run goes on. The next agent process reports the journal's operation Running, answers a
+// repeat of it and refuses a new Bootstrap naming it, starts no second run, and records the run's
+// result when it ends.
+func TestBootstrapperThatOutlivedTheAgentIsTrackedNotDoubled(t *testing.T) {
+	dir := t.TempDir()
+	first := startAgent(t, agentOpts{dir: dir})
+	gate := make(chan struct{})
+	t.Cleanup(func() { close(gate) })
+	first.backend.setGate(gate)
+	boot := protocol.OperationRequest{ID: "uid/Bootstrap/fe01.pool01.contoso.com/7", Kind: protocol.KindBootstrap}
+	first.post(boot)
+	first.backend.waitStarted(t, "Bootstrap")
+	if err := first.journal.Close(); err != nil { // the process dies; its Bootstrapper does not
+		t.Fatal(err)
+	}
+
+	orphan := newFake()
+	run := make(chan lync.BootstrapResult, 1)
+	orphan.orphan = run
+	second := startAgent(t, agentOpts{dir: dir, backend: orphan})
+	var op protocol.Operation
+	if status, raw := second.do("GET", "/v1/operations/"+escapeID(boot.ID), "", &op); status != 200 || op.State != protocol.StateRunning {
+		t.Fatalf("the outliving run after the restart: %d %s", status, raw)
+	}
+	if status, got, raw := second.post(boot); status != http.StatusAccepted || got.State != protocol.StateRunning {
+		t.Errorf("repeating the request: %d %s", status, raw)
+	}
+	var refusal protocol.Error
+	other := protocol.OperationRequest{ID: "uid/Bootstrap/fe01.pool01.contoso.com/8", Kind: protocol.KindBootstrap}
+	status, raw := second.do("POST", "/v1/operations", mustJSON(t, other), nil)
+	_ = json.Unmarshal([]byte(raw), &refusal)
+	if status != http.StatusConflict || refusal.Operation == nil || refusal.Operation.ID != boot.ID {
+		t.Errorf("a new Bootstrap beside the outliving run: %d %s", status, raw)
+	}
+	var srv protocol.Server
+	second.do("GET", "/v1/server", "", &srv)
+	if len(srv.ActiveOperations) != 1 || srv.ActiveOperations[0].ID != boot.ID {
+		t.Errorf("active operations: %+v", srv.ActiveOperations)
+	}
+
+	run <- lync.BootstrapResult{Succeeded: true, BackupPool: "pool02.contoso.com"}
+	if op := second.await(boot.ID); op.State != protocol.StateSucceeded {
+		t.Errorf("after the run ended: %+v", op)
+	}
+	if n := orphan.count("Bootstrap"); n != 0 {
+		t.Errorf("the new agent started Bootstrapper %d times", n)
+	}
+	second.do("GET", "/v1/server", "", &srv)
+	if srv.LastBootstrap == nil || srv.LastBootstrap.OperationID != boot.ID || !srv.LastBootstrap.Succeeded {
+		t.Errorf("lastBootstrap %+v", srv.LastBootstrap)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,7 +64,7 @@ func (h *Handler) startOperation(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	target, apiErr := h.target(r.Context(), req.Kind, params)
+	target, apiErr := h.target(r.Context(), params)
 	if apiErr != nil {
 		writeError(w, apiErr)
 		return
@@ -80,15 +81,16 @@ func (h *Handler) startOperation(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	for _, other := range h.live {
-		if other.rec.Op.Kind == req.Kind && other.rec.Target == target && !other.rec.Op.State.Done() {
-			writeError(w, conflict(fmt.Sprintf("a %s operation on %s is already in flight (id %q, %s); wait for it to finish",
-				req.Kind, target, other.rec.Op.ID, other.rec.Op.State)))
-			return
-		}
-	}
 	if h.closed {
 		writeError(w, unavailable("the agent is stopping; retry later"))
+		return
+	}
+	if other := h.collision(req.Kind, target); other != nil {
+		e := conflict(fmt.Sprintf("a %s operation on %s is already in flight on this server (id %q, %s); wait for it to finish",
+			other.rec.Op.Kind, other.rec.Target, other.rec.Op.ID, other.rec.Op.State))
+		active := other.active()
+		e.body.Operation = &active
+		writeError(w, e)
 		return
 	}
 	rec := record{
@@ -149,6 +151,44 @@ func (h *Handler) getOperation(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, op)
 }
 
+// collision finds the live operation a new one of kind on target may not run beside: another of
+// the same kind on the same target, or, for a topology write, any other topology write (one
+// writer per topology; the operator serializes them too). Called with h.mu held.
+func (h *Handler) collision(kind protocol.OperationKind, target string) *liveOp {
+	for _, other := range h.live {
+		if other.rec.Op.State.Done() {
+			continue
+		}
+		if other.rec.Op.Kind == kind && other.rec.Target == target || isTopologyWrite(kind) && isTopologyWrite(other.rec.Op.Kind) {
+			return other
+		}
+	}
+	return nil
+}
+
+func isTopologyWrite(kind protocol.OperationKind) bool {
+	return kind == protocol.KindPairPools || kind == protocol.KindUnpair
+}
+
+// active describes a live operation for /v1/server and 409 answers.
+func (op *liveOp) active() protocol.ActiveOperation {
+	return protocol.ActiveOperation{ID: op.rec.Op.ID, Kind: op.rec.Op.Kind, Target: op.rec.Target, State: op.rec.Op.State, Started: op.rec.Op.Started}
+}
+
+// activeOperations lists the operations this agent has not finished, oldest first.
+func (h *Handler) activeOperations() []protocol.ActiveOperation {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []protocol.ActiveOperation
+	for _, op := range h.live {
+		if !op.rec.Op.State.Done() {
+			out = append(out, op.active())
+		}
+	}
+	slices.SortFunc(out, func(a, b protocol.ActiveOperation) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
 // lookup returns an operation and, while it is live, the channel closed when it finishes.
 func (h *Handler) lookup(id string) (protocol.Operation, <-chan struct{}, *apiError) {
 	h.mu.Lock()
@@ -201,14 +241,14 @@ func (h *Handler) existingLocked(req protocol.OperationRequest, canonical json.R
 	return &op, http.StatusAccepted, nil
 }
 
-// target names what an operation acts on, for de-duplication and logs. Server-level kinds run on
-// the agent's own server, so a pool-level endpoint refuses them.
-func (h *Handler) target(ctx context.Context, kind protocol.OperationKind, params any) (string, *apiError) {
+// target names what an operation acts on, for de-duplication and logs. Server-level kinds act on
+// the agent's own server.
+func (h *Handler) target(ctx context.Context, params any) (string, *apiError) {
 	switch p := params.(type) {
 	case *protocol.PairPoolsParams:
-		return poolPairTarget(p.PrimaryFQDN, p.BackupFQDN), nil
+		return protocol.PairTarget(p.PrimaryFQDN, p.BackupFQDN), nil
 	case *protocol.UnpairParams:
-		return poolPairTarget(p.PrimaryFQDN, p.BackupFQDN), nil
+		return protocol.PairTarget(p.PrimaryFQDN, p.BackupFQDN), nil
 	case *protocol.SyncBackupParams:
 		return strings.ToLower(p.PoolFQDN), nil
 	}
@@ -216,60 +256,64 @@ func (h *Handler) target(ctx context.Context, kind protocol.OperationKind, param
 	if err != nil {
 		return "", backendError(err)
 	}
-	if id.ServerFQDN == "" {
-		return "", conflict(fmt.Sprintf("kind: %s runs on the Front End server the agent runs on, and this endpoint stands for pool %s, not a server", kind, id.PoolFQDN))
-	}
 	return strings.ToLower(id.ServerFQDN), nil
-}
-
-// poolPairTarget is order-independent: pairing A with B and B with A touch the same association.
-func poolPairTarget(a, b string) string {
-	a, b = strings.ToLower(strings.TrimSuffix(a, ".")), strings.ToLower(strings.TrimSuffix(b, "."))
-	if b < a {
-		a, b = b, a
-	}
-	return a + "," + b
 }
 
 // execute runs one operation to its end and records every state change.
 func (h *Handler) execute(op *liveOp) {
 	defer h.running.Done()
 	rec := op.rec
-	kind := rec.Op.Kind
-	queued := time.Now()
-	if kind == protocol.KindPairPools || kind == protocol.KindUnpair {
-		// Topology writes are serialized; the operation stays Pending while it waits. Reads never
-		// take this slot.
-		select {
-		case h.topology <- struct{}{}:
-			defer func() { <-h.topology }()
-		case <-h.opsCtx.Done():
-			rec.Op.State, rec.Op.Message, rec.Op.Retryable = protocol.StateFailed, stoppedMessage, true
-			h.finish(op, rec, queued)
-			return
-		}
-	}
 	started := time.Now().UTC()
 	rec.Op.State, rec.Op.Started = protocol.StateRunning, &started
 	h.save(op, rec, false)
-	h.log.Info("operation started", "kind", kind, "id", rec.Op.ID, "target", rec.Target)
+	h.log.Info("operation started", "kind", rec.Op.Kind, "id", rec.Op.ID, "target", rec.Target)
+	h.complete(op, rec, func(ctx context.Context) (string, *bootstrapOutcome, error) {
+		return h.perform(ctx, rec.Op.Kind, op.params)
+	})
+}
 
+// complete waits for run within the kind's time limit and records the outcome. A Bootstrapper run
+// that is still going on when the agent stops is left Running in the journal: the run is a process
+// of its own, and the next agent process resumes tracking it.
+func (h *Handler) complete(op *liveOp, rec record, run func(ctx context.Context) (string, *bootstrapOutcome, error)) {
+	kind := rec.Op.Kind
 	timeout := operationTimeouts[kind]
 	ctx, cancel := context.WithTimeout(h.opsCtx, timeout)
-	msg, boot, err := h.perform(ctx, kind, op.params)
+	msg, boot, err := run(ctx)
 	cancel()
 	rec.Bootstrap = boot
 	switch {
+	case err != nil && kind == protocol.KindBootstrap && h.opsCtx.Err() != nil:
+		h.log.Info("agent stopping while Bootstrapper.exe runs; the next agent process tracks it", "id", rec.Op.ID)
+		return
 	case err != nil:
 		rec.Op.State = protocol.StateFailed
 		rec.Op.Message, rec.Op.Retryable = h.failure(ctx, timeout, err)
+		if kind == protocol.KindBootstrap && errors.Is(err, lync.ErrConflict) {
+			// A Bootstrapper run this agent does not track (started by hand) is in progress: try
+			// again once it has ended.
+			rec.Op.Retryable = true
+		}
 	case boot != nil && !boot.Succeeded:
 		// Bootstrapper ran and failed: another run may well succeed (after a reboot, a fix).
 		rec.Op.State, rec.Op.Message, rec.Op.Retryable = protocol.StateFailed, msg, true
 	default:
 		rec.Op.State, rec.Op.Message = protocol.StateSucceeded, msg
 	}
-	h.finish(op, rec, started)
+	h.finish(op, rec, *rec.Op.Started)
+}
+
+// bootstrapMessage turns a Bootstrapper result into the operation's message and outcome.
+func bootstrapMessage(res lync.BootstrapResult) (string, *bootstrapOutcome) {
+	boot := &bootstrapOutcome{ExitCode: res.ExitCode, Succeeded: res.Succeeded, RebootRequired: res.RebootRequired, BackupPool: res.BackupPool}
+	if !res.Succeeded {
+		return fmt.Sprintf("Bootstrapper.exe failed with exit code %d: %s", res.ExitCode, lastBytes(strings.TrimSpace(res.LogTail), maxMessageBytes-100)), boot
+	}
+	msg := fmt.Sprintf("Bootstrapper.exe succeeded (exit code %d)", res.ExitCode)
+	if res.RebootRequired {
+		msg += "; it asks for a reboot and a second run"
+	}
+	return msg, boot
 }
 
 // perform calls the backend for one operation and says what happened.
@@ -304,14 +348,7 @@ func (h *Handler) perform(ctx context.Context, kind protocol.OperationKind, para
 		if err != nil {
 			return "", nil, err
 		}
-		boot := &bootstrapOutcome{ExitCode: res.ExitCode, Succeeded: res.Succeeded, RebootRequired: res.RebootRequired, BackupPool: res.BackupPool}
-		if !res.Succeeded {
-			return fmt.Sprintf("Bootstrapper.exe failed with exit code %d: %s", res.ExitCode, lastBytes(strings.TrimSpace(res.LogTail), maxMessageBytes-100)), boot, nil
-		}
-		msg := fmt.Sprintf("Bootstrapper.exe succeeded (exit code %d)", res.ExitCode)
-		if res.RebootRequired {
-			msg += "; it asks for a reboot and a second run"
-		}
+		msg, boot := bootstrapMessage(res)
 		return msg, boot, nil
 	}
 	return "", nil, fmt.Errorf("unknown operation kind %q", kind)

@@ -103,29 +103,6 @@ func TestSecondOperationOnSameTargetConflicts(t *testing.T) {
 	}
 }
 
-func TestServerOperationsNeedAServer(t *testing.T) {
-	f := newFake()
-	f.id.ServerFQDN = ""
-	a := startAgent(t, agentOpts{backend: f})
-	for _, kind := range []protocol.OperationKind{protocol.KindBootstrap, protocol.KindStartBackupService} {
-		status, _, raw := a.post(protocol.OperationRequest{ID: "x-" + string(kind), Kind: kind})
-		if status != http.StatusConflict || !strings.Contains(raw, "pool01.contoso.com") {
-			t.Errorf("%s on a pool endpoint: %d %s", kind, status, raw)
-		}
-	}
-	if n := f.writes(); n != 0 {
-		t.Errorf("%d writes", n)
-	}
-	// A backend that cannot say who it is: 503, nothing created.
-	f.setErr("Identity", fmt.Errorf("powershell host: %w", lync.ErrUnavailable))
-	if status, _, raw := a.post(protocol.OperationRequest{ID: "y", Kind: protocol.KindBootstrap}); status != http.StatusServiceUnavailable {
-		t.Errorf("identity unavailable: %d %s", status, raw)
-	}
-	if status, _, _ := a.post(protocol.OperationRequest{ID: "y", Kind: protocol.KindBootstrap}); status != http.StatusServiceUnavailable {
-		t.Errorf("a refused request must not be journaled")
-	}
-}
-
 func TestOperationOutcomes(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -203,9 +180,10 @@ func TestOperationOutcomes(t *testing.T) {
 	}
 }
 
-// TestTopologyWritesAreSerialized: a second topology write waits (Pending) for the first, while
-// reads and other kinds go on.
-func TestTopologyWritesAreSerialized(t *testing.T) {
+// TestASecondTopologyWriteIsRefused: while one topology write runs, another (on any pools) is
+// refused with 409 naming the one in flight, and never reaches the backend; reads go on, and
+// /v1/server lists the write as active.
+func TestASecondTopologyWriteIsRefused(t *testing.T) {
 	a := startAgent(t, agentOpts{})
 	gate := make(chan struct{})
 	a.backend.setGate(gate)
@@ -213,19 +191,36 @@ func TestTopologyWritesAreSerialized(t *testing.T) {
 	unpair := protocol.OperationRequest{ID: "unpair", Kind: protocol.KindUnpair, Params: json.RawMessage(`{"primaryFqdn":"pool03.contoso.com","backupFqdn":"pool04.contoso.com"}`)}
 	a.post(pair)
 	a.backend.waitStarted(t, "PairPools")
-	a.post(unpair)
 
+	var refusal protocol.Error
+	status, raw := a.do("POST", "/v1/operations", mustJSON(t, unpair), nil)
+	_ = json.Unmarshal([]byte(raw), &refusal)
+	if status != http.StatusConflict || refusal.Operation == nil || refusal.Operation.ID != "pair" ||
+		refusal.Operation.Kind != protocol.KindPairPools || refusal.Operation.Target != "pool01.contoso.com,pool02.contoso.com" {
+		t.Fatalf("second topology write: %d %s", status, raw)
+	}
 	if status, raw := a.do("GET", "/v1/pools/pool01.contoso.com", "", nil); status != 200 {
 		t.Errorf("read during a topology write: %d %s", status, raw)
 	}
-	var op protocol.Operation
-	a.do("GET", "/v1/operations/unpair?wait=200ms", "", &op)
-	if op.State != protocol.StatePending || a.backend.count("Unpair") != 0 {
-		t.Fatalf("Unpair ran while PairPools held the topology: %+v", op)
+	var srv protocol.Server
+	a.do("GET", "/v1/server", "", &srv)
+	if len(srv.ActiveOperations) != 1 || srv.ActiveOperations[0].ID != "pair" || srv.ActiveOperations[0].State != protocol.StateRunning {
+		t.Errorf("active operations during the write: %+v", srv.ActiveOperations)
 	}
 	close(gate)
-	if op := a.await("unpair"); op.State != protocol.StateSucceeded {
-		t.Errorf("unpair %+v", op)
+	if op := a.await("pair"); op.State != protocol.StateSucceeded {
+		t.Errorf("pair %+v", op)
+	}
+	if status, _, raw := a.post(unpair); status != http.StatusAccepted {
+		t.Fatalf("topology write after the first finished: %d %s", status, raw)
+	}
+	if op := a.await("unpair"); op.State != protocol.StateSucceeded || a.backend.count("Unpair") != 1 {
+		t.Errorf("unpair %+v, %d backend calls", op, a.backend.count("Unpair"))
+	}
+	srv = protocol.Server{}
+	a.do("GET", "/v1/server", "", &srv)
+	if len(srv.ActiveOperations) != 0 {
+		t.Errorf("active operations after both finished: %+v", srv.ActiveOperations)
 	}
 }
 
@@ -299,24 +294,31 @@ func TestLongPollReturnsCurrentStateWhenTheWaitPasses(t *testing.T) {
 	}
 }
 
+// TestCloseInterruptsRunningOperations: a stopping agent cuts its cmdlets short (Failed,
+// retryable) but leaves a Bootstrapper run Running in the journal: the run is a process of its
+// own, and the next agent process tracks it.
 func TestCloseInterruptsRunningOperations(t *testing.T) {
 	a := startAgent(t, agentOpts{})
 	a.backend.setGate(make(chan struct{})) // never opened
 	a.post(protocol.OperationRequest{ID: "boot", Kind: protocol.KindBootstrap})
 	a.backend.waitStarted(t, "Bootstrap")
+	a.post(protocol.OperationRequest{ID: "sync", Kind: protocol.KindSyncBackup, Params: json.RawMessage(`{"poolFqdn":"pool01.contoso.com"}`)})
+	a.backend.waitStarted(t, "SyncBackup")
 	ctx, cancel := contextWithTimeout(100 * time.Millisecond)
 	defer cancel()
 	if err := a.handler.Close(ctx); err == nil {
 		t.Error("Close returned nil although an operation outlived its context")
 	}
-	rec, found, err := a.journal.get("boot")
-	if err != nil || !found {
-		t.Fatal(found, err)
+	for id, want := range map[string]protocol.OperationState{"sync": protocol.StateFailed, "boot": protocol.StateRunning} {
+		rec, found, err := a.journal.get(id)
+		if err != nil || !found {
+			t.Fatal(found, err)
+		}
+		if rec.Op.State != want || want == protocol.StateFailed && (!rec.Op.Retryable || rec.Op.Message != stoppedMessage) {
+			t.Errorf("%s after Close: %+v", id, rec.Op)
+		}
 	}
-	if rec.Op.State != protocol.StateFailed || !rec.Op.Retryable || rec.Op.Message != stoppedMessage {
-		t.Errorf("after Close: %+v", rec.Op)
-	}
-	if status, raw := a.do("POST", "/v1/operations", `{"id":"later","kind":"Bootstrap"}`, nil); status != http.StatusServiceUnavailable {
+	if status, raw := a.do("POST", "/v1/operations", `{"id":"later","kind":"StartBackupService"}`, nil); status != http.StatusServiceUnavailable {
 		t.Errorf("new operation after Close: %d %s", status, raw)
 	}
 }

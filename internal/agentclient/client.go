@@ -218,7 +218,7 @@ func (c *Client) do(ctx context.Context, endpoint, method, route, path string, b
 		apiErr := &APIError{Method: method, Endpoint: base, Path: path, Status: resp.StatusCode}
 		var e protocol.Error
 		if json.Unmarshal(raw, &e) == nil && e.Code != "" {
-			apiErr.Code, apiErr.Message = e.Code, e.Message
+			apiErr.Code, apiErr.Message, apiErr.Operation = e.Code, e.Message, e.Operation
 		} else {
 			apiErr.Message = strings.TrimSpace(string(raw[:min(len(raw), 200)]))
 		}

@@ -68,6 +68,9 @@ func (b *backend) Unpair(ctx context.Context, _ protocol.UnpairParams) error { r
 func (b *backend) Bootstrap(ctx context.Context) (lync.BootstrapResult, error) {
 	return lync.BootstrapResult{Succeeded: true}, b.wait(ctx)
 }
+func (b *backend) RunningBootstrap(context.Context) (func(context.Context) (lync.BootstrapResult, error), bool, error) {
+	return nil, false, nil
+}
 func (b *backend) StartBackupService(ctx context.Context) error   { return b.wait(ctx) }
 func (b *backend) SyncBackup(ctx context.Context, _ string) error { return b.wait(ctx) }
 

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+
+	"github.com/lync-dr/poolpair-operator/internal/protocol"
 )
 
 // Sentinel errors; test with errors.Is.
@@ -38,6 +40,8 @@ type APIError struct {
 	// and Message holds the start of the body.
 	Code    string
 	Message string
+	// Operation is, on a 409, the operation in flight that the request collided with.
+	Operation *protocol.ActiveOperation
 }
 
 func (e *APIError) Error() string {
@@ -100,4 +104,13 @@ func isAuthFailure(err error) bool {
 		return true
 	}
 	return false
+}
+
+// InFlight returns the operation already in flight that a 409 answer names, or nil.
+func InFlight(err error) *protocol.ActiveOperation {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusConflict {
+		return apiErr.Operation
+	}
+	return nil
 }

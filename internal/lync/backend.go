@@ -24,9 +24,8 @@ var (
 	ErrConflict = errors.New("conflict")
 )
 
-// Identity says which server (and pool) a Backend stands for.
+// Identity says which Front End server (and pool) a Backend stands for.
 type Identity struct {
-	// ServerFQDN is empty for a pool-level endpoint (the sim serves those).
 	ServerFQDN string
 	PoolFQDN   string
 	Product    string
@@ -64,8 +63,17 @@ type Backend interface {
 	// Unpair removes the backup association between the two pools and publishes the topology.
 	Unpair(ctx context.Context, p protocol.UnpairParams) error
 	// Bootstrap runs Bootstrapper.exe on this server. A run that exits non-zero is a result with
-	// Succeeded false, not an error; errors are for runs that could not happen.
+	// Succeeded false, not an error; errors are for runs that could not happen. The run is a
+	// process of its own: when ctx ends (the agent stops) Bootstrap returns, but the run goes on
+	// until it ends by itself, and RunningBootstrap finds it. A Bootstrap call while a run is in
+	// progress on the server (this process's or an earlier one's) fails with ErrConflict; it never
+	// starts a second run.
 	Bootstrap(ctx context.Context) (BootstrapResult, error)
+	// RunningBootstrap finds a Bootstrapper.exe run in progress on this server that the calling
+	// process is not already waiting for, typically one that outlived an earlier agent process.
+	// found is false when none runs. wait blocks until the run ends (or ctx ends) and judges it as
+	// Bootstrap would.
+	RunningBootstrap(ctx context.Context) (wait func(ctx context.Context) (BootstrapResult, error), found bool, err error)
 	// StartBackupService starts LYNCBACKUP on this server (Start-CsWindowsService).
 	StartBackupService(ctx context.Context) error
 	// SyncBackup forces a backup sync of poolFQDN to its backup pool (Invoke-CsBackupServiceSync).

@@ -86,10 +86,18 @@ func orUnknown(s string) string {
 	return s
 }
 
-// OperationID is the deterministic idempotency key of a step: a repeated start after a crash
-// sends the same id, and the agent answers with the operation it already has.
-func OperationID(uid, step, target string, generation int64, attempt int32) string {
-	return fmt.Sprintf("%s/%s/%s/%d/%d", uid, step, strings.ToLower(target), generation, attempt)
+// OperationID is the idempotency key of a step: <uid>/<kind>/<target>/<sequence>. It is recorded
+// in status before the request is sent, so a restart re-sends the same id and the agent answers
+// with the operation it already has. A pair target "a,b" is written "a:b", as ids take no commas.
+func OperationID(uid, kind, target string, sequence int64) string {
+	return fmt.Sprintf("%s/%s/%s/%d", uid, kind, strings.ReplaceAll(strings.ToLower(target), ",", ":"), sequence)
+}
+
+// NextSequence is the sequence of a slot's next operation: above the last one it used, and at
+// least the current time in milliseconds, so that ids never repeat even when the status that
+// remembered the last sequence was wiped.
+func NextSequence(last int64, now time.Time) int64 {
+	return max(last+1, now.UnixMilli())
 }
 
 // Backoff is a capped exponential retry delay with jitter.

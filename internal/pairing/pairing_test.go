@@ -121,12 +121,37 @@ func TestBackoffGrowsIsCappedAndDeterministic(t *testing.T) {
 	}
 }
 
-func TestOperationIDIsDeterministic(t *testing.T) {
-	id := OperationID("1234", "Bootstrap", "FE01.pool01.contoso.com", 3, 1)
-	if id != "1234/Bootstrap/fe01.pool01.contoso.com/3/1" {
+func TestOperationIDNamesTheSlotAndSequence(t *testing.T) {
+	id := OperationID("1234", "Bootstrap", "FE01.pool01.contoso.com", 1733130000123)
+	if id != "1234/Bootstrap/fe01.pool01.contoso.com/1733130000123" {
 		t.Fatalf("got %s", id)
 	}
 	if err := protocol.ValidateOperationID(id); err != nil {
 		t.Fatalf("the agent would refuse the key: %v", err)
+	}
+	pair := OperationID("1234", "PairPools", protocol.PairTarget("pool02.contoso.com", "pool01.contoso.com"), 7)
+	if pair != "1234/PairPools/pool01.contoso.com:pool02.contoso.com/7" {
+		t.Fatalf("pair target: got %s", pair)
+	}
+	if err := protocol.ValidateOperationID(pair); err != nil {
+		t.Fatalf("the agent would refuse the pair key: %v", err)
+	}
+}
+
+// TestSequencesNeverRepeat: the next sequence is above the last one, and above any sequence used
+// before now even when the last one was forgotten (a wiped status starts from 0).
+func TestSequencesNeverRepeat(t *testing.T) {
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	first := NextSequence(0, now)
+	if first != now.UnixMilli() {
+		t.Fatalf("first sequence %d", first)
+	}
+	// Two starts in the same millisecond still differ.
+	if second := NextSequence(first, now); second != first+1 {
+		t.Fatalf("second sequence in the same millisecond: %d after %d", second, first)
+	}
+	// A wiped status (last 0) a second later does not reuse the sequences of before the wipe.
+	if again := NextSequence(0, now.Add(time.Second)); again <= first+1 {
+		t.Fatalf("after a wipe: %d, not above %d", again, first+1)
 	}
 }

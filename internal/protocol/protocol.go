@@ -5,6 +5,7 @@ package protocol
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -24,11 +25,13 @@ const (
 	EditionStandard   = "Standard"
 )
 
-// Info answers GET /v1/info: who this agent is.
+// Info answers GET /v1/info: who this agent is. There is no pool-level agent: every agent runs on
+// one Front End server, and a client that reached it through a pool's DNS name (or any other
+// address) checks ServerFQDN before it trusts the answer with an operation.
 type Info struct {
-	// ServerFQDN is the Front End server the agent runs on; empty for a pool-level endpoint.
-	ServerFQDN string `json:"serverFqdn,omitempty"`
-	// PoolFQDN is the pool the server belongs to (or the pool a pool-level endpoint stands for).
+	// ServerFQDN is the Front End server the agent runs on.
+	ServerFQDN string `json:"serverFqdn"`
+	// PoolFQDN is the pool the server belongs to.
 	PoolFQDN     string `json:"poolFqdn"`
 	Product      string `json:"product"`
 	AgentVersion string `json:"agentVersion"`
@@ -50,6 +53,10 @@ type Pool struct {
 	BackupPool string `json:"backupPool,omitempty"`
 	// HostsCMS is true when this pool hosts the active Central Management Store.
 	HostsCMS bool `json:"hostsCms"`
+	// CMSPool is the pool that hosts the active Central Management Store of the deployment (this
+	// pool or another); empty when the agent cannot tell. Topology writes of one deployment are
+	// serialized on it.
+	CMSPool string `json:"cmsPool,omitempty"`
 }
 
 // Export and import states of one backup module in one direction (Get-CsBackupServiceStatus).
@@ -116,6 +123,21 @@ type Server struct {
 	PoolFQDN      string        `json:"poolFqdn"`
 	BackupService BackupService `json:"backupService"`
 	LastBootstrap *BootstrapRun `json:"lastBootstrap,omitempty"`
+	// ActiveOperations are the operations this agent has not finished (Pending or Running),
+	// without their params: a client that lost its record of one finds it here and adopts it
+	// instead of starting another.
+	ActiveOperations []ActiveOperation `json:"activeOperations,omitempty"`
+}
+
+// ActiveOperation is an operation an agent is running or about to run.
+type ActiveOperation struct {
+	ID   string        `json:"id"`
+	Kind OperationKind `json:"kind"`
+	// Target is what it acts on: the server's FQDN for Bootstrap and StartBackupService, the pool
+	// for SyncBackup, "<a>,<b>" (sorted, lower case) for PairPools and Unpair.
+	Target  string         `json:"target"`
+	State   OperationState `json:"state"`
+	Started *time.Time     `json:"started,omitempty"`
 }
 
 // OperationKind is one of the fixed set of steps an agent performs. There is no other way to make an
@@ -211,6 +233,20 @@ const (
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Operation, on a 409 Conflict, is the operation already in flight that the request collided
+	// with (another of that kind on that target, or another topology write): the client adopts it
+	// instead of starting one of its own.
+	Operation *ActiveOperation `json:"operation,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// PairTarget is the target of PairPools and Unpair: order-independent, since pairing A with B and
+// B with A touch the same association.
+func PairTarget(a, b string) string {
+	a, b = strings.ToLower(strings.TrimSuffix(a, ".")), strings.ToLower(strings.TrimSuffix(b, "."))
+	if b < a {
+		a, b = b, a
+	}
+	return a + "," + b
+}
