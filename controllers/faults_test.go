@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -168,8 +169,9 @@ func TestRetriesExhaustedStallsAndRequestedAtRecovers(t *testing.T) {
 	if ran != 4 {
 		t.Fatalf("Bootstrapper ran %d times before the stall, want the limit (4)", ran)
 	}
-	// Stalled means stopped: nothing more runs.
-	time.Sleep(time.Second)
+	// Stalled means stopped: nothing more runs, over a window longer than the longest backoff
+	// delay of the test's backoff (4 s, plus up to 20% jitter).
+	time.Sleep(5 * time.Second)
 	if n := env.d.Counts()["Bootstrap/fe02.pool01.contoso.com"]; n != ran {
 		t.Fatalf("a stalled pair kept retrying: %d runs", n)
 	}
@@ -252,5 +254,127 @@ func poke(t testing.TB, ns, name string) {
 	got.Annotations["example.com/poke"] = fmt.Sprint(time.Now().UnixNano())
 	if err := k8s.Patch(context.Background(), got, patch); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// scriptedAgents answers StartOperation for one kind on one agent itself, with what answer says,
+// instead of asking the agent; everything else goes through.
+type scriptedAgents struct {
+	controllers.AgentClient
+	kind     protocol.OperationKind
+	endpoint string
+	answer   atomic.Pointer[protocol.Operation]
+	mu       sync.Mutex
+	ids      map[string]bool
+}
+
+// starts counts the distinct requests answered (a request re-sent with the same id is the same).
+func (s *scriptedAgents) starts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.ids)
+}
+
+func (s *scriptedAgents) StartOperation(ctx context.Context, e string, r protocol.OperationRequest) (protocol.Operation, error) {
+	if r.Kind != s.kind || e != s.endpoint {
+		return s.AgentClient.StartOperation(ctx, e, r)
+	}
+	if a := s.answer.Load(); a != nil {
+		s.mu.Lock()
+		if s.ids == nil {
+			s.ids = map[string]bool{}
+		}
+		s.ids[r.ID] = true
+		s.mu.Unlock()
+		op := *a
+		op.ID, op.Kind = r.ID, r.Kind
+		now := time.Now()
+		op.Started, op.Finished = &now, &now
+		return op, nil
+	}
+	return s.AgentClient.StartOperation(ctx, e, r)
+}
+
+func (e *simEnv) scriptedReconciler(s *scriptedAgents) func(*controllers.PoolPairReconciler) {
+	return func(r *controllers.PoolPairReconciler) {
+		e.fastReconciler(r)
+		r.Connect = func(m controllers.TLSMaterial) (controllers.AgentClient, error) {
+			if s.AgentClient == nil {
+				c, err := agentclient.New(agentclient.Config{CertPEM: m.CertPEM, KeyPEM: m.KeyPEM, CAPEM: m.CAPEM, Timeout: 2 * time.Second})
+				if err != nil {
+					return nil, err
+				}
+				s.AgentClient = c
+			}
+			return s, nil
+		}
+	}
+}
+
+// TestFailureNoRetryFixesStallsAtOnce: an agent reports a failure that retrying cannot fix
+// (permission denied): the pair stalls at once with the agent's reason and does not retry; once
+// fixed, the requested-at annotation runs it again.
+func TestFailureNoRetryFixesStallsAtOnce(t *testing.T) {
+	requireAPIServer(t)
+	env := startSim(t, testDurations, nil)
+	agents := &scriptedAgents{kind: protocol.KindStartBackupService, endpoint: env.runner.Endpoints()["fe01.pool01.contoso.com"]}
+	agents.answer.Store(&protocol.Operation{State: protocol.StateFailed, Retryable: false,
+		Message: "permission denied (needs RTCUniversalServerAdmins and local Administrator): Start-CsWindowsService: Access is denied"})
+	startManager(t, env.scriptedReconciler(agents))
+	ns := newNamespace(t)
+	create(t, env.pair(ns, "denied"))
+	eventually(t, 60*time.Second, "Stalled=StepFailed", func() (bool, string) {
+		got := getPair(t, ns, "denied")
+		return conditionIs(got, drv1alpha1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonStepFailed), describe(got)
+	})
+	got := getPair(t, ns, "denied")
+	if msg := conditions.Get(got.Status.Conditions, drv1alpha1.ConditionStalled).Message; !strings.Contains(msg, "Access is denied") ||
+		!strings.Contains(msg, "fe01.pool01.contoso.com") || !strings.Contains(msg, drv1alpha1.RequestedAtAnnotation) {
+		t.Fatalf("the stall must carry the agent's reason, the server and how to retry: %s", msg)
+	}
+	// Passes come and go (each poke is one); none retries.
+	for i := 0; i < 3; i++ {
+		poke(t, ns, "denied")
+	}
+	eventually(t, 10*time.Second, "the pokes to be handled", func() (bool, string) {
+		got := getPair(t, ns, "denied")
+		return got.Status.ObservedGeneration == got.Generation && conditionIs(got, drv1alpha1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonStepFailed), describe(got)
+	})
+	if n := agents.starts(); n != 1 {
+		t.Fatalf("a failure no retry fixes was tried %d times", n)
+	}
+
+	agents.answer.Store(nil) // the administrator granted the rights
+	got = getPair(t, ns, "denied")
+	patch := client.MergeFrom(got.DeepCopy())
+	got.Annotations[drv1alpha1.RequestedAtAnnotation] = "2026-12-02T11:00:00Z"
+	if err := k8s.Patch(context.Background(), got, patch); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, ns, "denied", 60*time.Second)
+}
+
+// TestStepThatSucceedsWithoutEffectIsPacedThenStalls: an agent says LYNCBACKUP started, but the
+// service never shows Running. Each such success counts as a failure for the backoff: the step is
+// asked again only as the backoff allows, and the pair stalls at the retry limit.
+func TestStepThatSucceedsWithoutEffectIsPacedThenStalls(t *testing.T) {
+	requireAPIServer(t)
+	env := startSim(t, testDurations, nil)
+	agents := &scriptedAgents{kind: protocol.KindStartBackupService, endpoint: env.runner.Endpoints()["fe01.pool01.contoso.com"]}
+	agents.answer.Store(&protocol.Operation{State: protocol.StateSucceeded, Message: "LYNCBACKUP service started"})
+	startManager(t, env.scriptedReconciler(agents))
+	ns := newNamespace(t)
+	create(t, env.pair(ns, "no-effect"))
+	eventually(t, 60*time.Second, "Stalled=RetriesExhausted", func() (bool, string) {
+		got := getPair(t, ns, "no-effect")
+		return conditionIs(got, drv1alpha1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonRetriesExhausted), describe(got)
+	})
+	got := getPair(t, ns, "no-effect")
+	if msg := conditions.Get(got.Status.Conditions, drv1alpha1.ConditionStalled).Message; !strings.Contains(msg, "without its effect showing") {
+		t.Fatalf("stall message: %s", msg)
+	}
+	// The test backoff's limit is 4: the first success and three paced retries.
+	if n := agents.starts(); n != 4 {
+		t.Fatalf("StartBackupService asked %d times, want 4", n)
 	}
 }

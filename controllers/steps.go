@@ -113,15 +113,13 @@ func (p *pass) retryAt(s slot) (time.Time, bool) {
 // counts once.
 func (p *pass) countIneffective(s slot, kind protocol.OperationKind, target string) {
 	last := *s.lastOperation
-	if last == nil || last.Kind != string(kind) || last.Target != target || last.State != string(protocol.StateSucceeded) || last.Finished == nil {
+	if last == nil || last.Kind != string(kind) || last.Target != target || last.State != string(protocol.StateSucceeded) || last.EffectNotObserved {
 		return
 	}
-	if t := *s.lastFailureTime; t != nil && !t.Time.Before(last.Finished.Time) {
-		return
-	}
+	last.EffectNotObserved = true
 	*s.failedAttempts++
-	at := metav1.NewMicroTime(last.Finished.Time)
-	*s.lastFailureTime = &at
+	now := metav1.NewMicroTime(p.now.Truncate(time.Microsecond))
+	*s.lastFailureTime = &now
 }
 
 // intend records kind on target, to run on server, as the slot's operation in state Starting,

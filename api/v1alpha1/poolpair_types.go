@@ -446,6 +446,10 @@ type OperationStatus struct {
 	// refused parameters, not found): the pair stalls at once instead of retrying.
 	// +optional
 	Retryable bool `json:"retryable,omitempty"`
+	// EffectNotObserved is set on a step that succeeded but whose effect was not observed when the
+	// step was needed again; it counted as a failure for the retry backoff.
+	// +optional
+	EffectNotObserved bool `json:"effectNotObserved,omitempty"`
 }
 
 // PoolPairList is a list of PoolPairs.

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/lync-dr/poolpair-operator/internal/lync"
 	"github.com/lync-dr/poolpair-operator/internal/lync/powershell"
@@ -28,7 +29,9 @@ func newBackend(c *serveConfig, logger *slog.Logger) (lync.Backend, func(), erro
 			Executable:       c.PowerShell,
 			BootstrapperPath: c.Bootstrapper,
 			ServerFQDN:       c.Server,
-			Logger:           logger,
+			// Beside the journal: the next agent process reads a run's log from there.
+			BootstrapLog: filepath.Join(c.Journal, "bootstrapper.log"),
+			Logger:       logger,
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("powershell backend: %w", err)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,8 +50,13 @@ type Options struct {
 	ExtraArgs []string
 	// BootstrapperPath defaults to the product's Deployment\Bootstrapper.exe.
 	BootstrapperPath string
+	// BootstrapTimeout bounds a run this agent started; at the timeout Bootstrapper and the
+	// installers it started are killed.
 	BootstrapTimeout time.Duration
-	// StartTimeout bounds the host's start and module import; CallTimeout one call. On either the
+	// BootstrapLog receives Bootstrapper's output (a file, so the run outlives the agent; a later
+	// agent reads its tail). Default: bootstrapper.log beside the agent's executable.
+	BootstrapLog string
+	// StartTimeout bounds a host's start and module import; CallTimeout one call. On either the
 	// host is killed and the call fails with lync.ErrUnavailable. A ctx that ends first only
 	// abandons the call: the host lives on and its late reply is discarded.
 	StartTimeout time.Duration
@@ -61,14 +67,16 @@ type Options struct {
 	Logger     *slog.Logger
 }
 
-// Backend is the real lync.Backend: the product's management shell in one long-lived PowerShell
-// host, and Bootstrapper.exe. It is safe for concurrent use; calls run one at a time.
+// Backend is the real lync.Backend: the product's management shell in two long-lived PowerShell
+// hosts, one for reads and one for writes, and Bootstrapper.exe. It is safe for concurrent use;
+// each host runs one call at a time, so a read never waits behind a write.
 type Backend struct {
 	product     product
 	productName string
 	serverFQDN  string
-	sh          *shell
-	boot        bootstrapper
+	read        *shell // Identity, Pool, BackupStatus, BackupService
+	write       *shell // PairPools, Unpair, SyncBackup, StartBackupService
+	boot        *bootstrapper
 	log         *slog.Logger
 
 	idMu      sync.Mutex
@@ -78,7 +86,8 @@ type Backend struct {
 
 var _ lync.Backend = (*Backend)(nil)
 
-// New checks opts and returns a Backend. The PowerShell host starts on the first call.
+// New checks opts and returns a Backend. Each PowerShell host starts on its first call (the read
+// host on the first read, the write host on the first write), and each imports the module once.
 func New(opts Options) (*Backend, error) {
 	p, err := lookupProduct(opts.Product)
 	if err != nil {
@@ -95,13 +104,19 @@ func New(opts Options) (*Backend, error) {
 	}
 	startTimeout := orDefault(opts.StartTimeout, DefaultStartTimeout)
 	callTimeout := orDefault(opts.CallTimeout, DefaultCallTimeout)
-	sh, err := newShell(exe, opts.ExtraArgs, opts.Product, startTimeout, callTimeout, log)
-	if err != nil {
-		return nil, fmt.Errorf("powershell backend: %w", err)
+	var shells [2]*shell
+	for i, role := range []string{"read", "write"} {
+		if shells[i], err = newShell(role, exe, opts.ExtraArgs, opts.Product, startTimeout, callTimeout, log); err != nil {
+			return nil, fmt.Errorf("powershell backend: %w", err)
+		}
 	}
 	bootPath := opts.BootstrapperPath
 	if bootPath == "" {
 		bootPath = p.bootstrapper
+	}
+	bootLog := opts.BootstrapLog
+	if bootLog == "" {
+		bootLog = defaultBootstrapLog()
 	}
 	server := strings.TrimSuffix(opts.ServerFQDN, ".")
 	if server != "" {
@@ -112,18 +127,20 @@ func New(opts Options) (*Backend, error) {
 		server = local
 	}
 	return &Backend{
-		product: p, productName: opts.Product, serverFQDN: server, sh: sh, log: log,
-		boot: bootstrapper{
-			path: bootPath, product: p, productName: opts.Product,
+		product: p, productName: opts.Product, serverFQDN: server, read: shells[0], write: shells[1], log: log,
+		boot: &bootstrapper{
+			path: bootPath, logPath: bootLog, product: p, productName: opts.Product,
 			timeout: orDefault(opts.BootstrapTimeout, DefaultBootstrapTimeout),
-			sem:     make(chan struct{}, 1), log: log,
+			procs:   osProcs{}, log: log,
 		},
 	}, nil
 }
 
-// Close stops the PowerShell host. Calls after Close fail with lync.ErrUnavailable.
+// Close stops the PowerShell hosts. Calls after Close fail with lync.ErrUnavailable. A
+// Bootstrapper.exe run goes on.
 func (b *Backend) Close() error {
-	b.sh.close()
+	b.read.close()
+	b.write.close()
 	return nil
 }
 
@@ -140,7 +157,7 @@ func (b *Backend) Identity(ctx context.Context) (lync.Identity, error) {
 		ServerFQDN string `json:"serverFqdn"`
 		PoolFQDN   string `json:"poolFqdn"`
 	}
-	if err := b.sh.call(ctx, opIdentity, map[string]string{"serverFqdn": b.serverFQDN}, &res); err != nil {
+	if err := b.read.call(ctx, opIdentity, map[string]string{"serverFqdn": b.serverFQDN}, &res); err != nil {
 		return lync.Identity{}, err
 	}
 	id := lync.Identity{
@@ -180,7 +197,7 @@ func (b *Backend) Pool(ctx context.Context, fqdn string) (protocol.Pool, error) 
 		return protocol.Pool{}, invalid("fqdn", err)
 	}
 	var res poolResult
-	if err := b.sh.call(ctx, opGetPool, map[string]string{"fqdn": fqdn}, &res); err != nil {
+	if err := b.read.call(ctx, opGetPool, map[string]string{"fqdn": fqdn}, &res); err != nil {
 		return protocol.Pool{}, err
 	}
 	return res.toPool(fqdn), nil
@@ -219,7 +236,7 @@ func (b *Backend) BackupStatus(ctx context.Context, poolFQDN string) (protocol.B
 			ImportStatus string `json:"importStatus"`
 		}] `json:"modules"`
 	}
-	if err := b.sh.call(ctx, opGetBackupStatus, map[string]string{"fqdn": poolFQDN}, &res); err != nil {
+	if err := b.read.call(ctx, opGetBackupStatus, map[string]string{"fqdn": poolFQDN}, &res); err != nil {
 		return protocol.BackupStatus{}, err
 	}
 	st := protocol.BackupStatus{
@@ -243,7 +260,7 @@ func (b *Backend) BackupService(ctx context.Context) (protocol.BackupService, er
 		Installed bool   `json:"installed"`
 		Status    string `json:"status"`
 	}
-	if err := b.sh.call(ctx, opGetBackupService, nil, &res); err != nil {
+	if err := b.read.call(ctx, opGetBackupService, nil, &res); err != nil {
 		return protocol.BackupService{}, err
 	}
 	if !res.Installed {
@@ -254,7 +271,7 @@ func (b *Backend) BackupService(ctx context.Context) (protocol.BackupService, er
 
 // StartBackupService starts LYNCBACKUP on this server (Start-CsWindowsService); safe to repeat.
 func (b *Backend) StartBackupService(ctx context.Context) error {
-	return b.sh.call(ctx, opStartBackupService, nil, nil)
+	return b.write.call(ctx, opStartBackupService, nil, nil)
 }
 
 // SyncBackup forces a sync of poolFQDN to its backup pool (Invoke-CsBackupServiceSync).
@@ -262,7 +279,7 @@ func (b *Backend) SyncBackup(ctx context.Context, poolFQDN string) error {
 	if err := protocol.ValidateFQDN("poolFqdn", poolFQDN); err != nil {
 		return invalid("poolFqdn", err)
 	}
-	return b.sh.call(ctx, opSyncBackup, protocol.SyncBackupParams{PoolFQDN: poolFQDN}, nil)
+	return b.write.call(ctx, opSyncBackup, protocol.SyncBackupParams{PoolFQDN: poolFQDN}, nil)
 }
 
 // PairPools checks that both pools exist and may pair (not paired elsewhere, same edition and
@@ -283,7 +300,7 @@ func (b *Backend) PairPools(ctx context.Context, p protocol.PairPoolsParams) err
 		b.log.Warn("pairing pools with Set-CsRegistrar -BackupRegistrar and Enable-CsTopology; this mechanism is not lab-verified",
 			"primary", p.PrimaryFQDN, "backup", p.BackupFQDN)
 	}
-	return b.sh.call(ctx, opPairPools, p, nil)
+	return b.write.call(ctx, opPairPools, p, nil)
 }
 
 // Unpair removes the pairing of the two pools both ways and enables the topology. Pools not
@@ -306,7 +323,7 @@ func (b *Backend) Unpair(ctx context.Context, p protocol.UnpairParams) error {
 		b.log.Debug("unpair: pools are not paired, nothing to do", "primary", p.PrimaryFQDN, "backup", p.BackupFQDN)
 		return nil
 	}
-	return b.sh.call(ctx, opUnpair, p, nil)
+	return b.write.call(ctx, opUnpair, p, nil)
 }
 
 func (b *Backend) poolPair(ctx context.Context, a, c string) (protocol.Pool, protocol.Pool, error) {
@@ -338,13 +355,40 @@ func checkPairable(a, b protocol.Pool) error {
 }
 
 // Bootstrap runs Bootstrapper.exe, then reads the backup pool the topology names for this
-// server's pool. A failure of that read leaves BackupPool empty (the run then counts for no
-// pairing, and Bootstrapper is safe to repeat) rather than hiding the run's result.
+// server's pool. A run already going on (this agent's or an earlier one's) is lync.ErrConflict.
+// When ctx ends first, Bootstrap returns and the run goes on; RunningBootstrap finds it.
 func (b *Backend) Bootstrap(ctx context.Context) (lync.BootstrapResult, error) {
 	res, err := b.boot.run(ctx)
 	if err != nil {
 		return res, err
 	}
+	return b.withBackupPool(ctx, res), nil
+}
+
+// RunningBootstrap finds a Bootstrapper.exe run going on that no caller in this process waits
+// for: one whose Bootstrap caller gave up, or one an earlier agent process started. wait
+// judges it as Bootstrap does (exit code, log tail, then the backup pool read).
+func (b *Backend) RunningBootstrap(ctx context.Context) (func(context.Context) (lync.BootstrapResult, error), bool, error) {
+	wait, found, err := b.boot.running()
+	if err != nil {
+		return nil, false, fmt.Errorf("looking for a running Bootstrapper.exe: %w: %w", err, lync.ErrUnavailable)
+	}
+	if !found {
+		return nil, false, nil
+	}
+	return func(ctx context.Context) (lync.BootstrapResult, error) {
+		res, err := wait(ctx)
+		if err != nil {
+			return res, err
+		}
+		return b.withBackupPool(ctx, res), nil
+	}, true, nil
+}
+
+// withBackupPool adds the backup pool the topology names for this server's pool after a run. A
+// failure of that read leaves BackupPool empty (the run then counts for no pairing, and
+// Bootstrapper is safe to repeat) rather than hiding the run's result.
+func (b *Backend) withBackupPool(ctx context.Context, res lync.BootstrapResult) lync.BootstrapResult {
 	id, err := b.Identity(ctx)
 	if err == nil {
 		var pool protocol.Pool
@@ -355,7 +399,7 @@ func (b *Backend) Bootstrap(ctx context.Context) (lync.BootstrapResult, error) {
 	if err != nil {
 		b.log.Warn("Bootstrapper ran, but reading this pool's backup pool failed", "error", err)
 	}
-	return res, nil
+	return res
 }
 
 // --- Deriving the protocol's facts from the cmdlets' output ---
@@ -524,6 +568,15 @@ func localFQDN() string {
 		}
 	}
 	return ""
+}
+
+// defaultBootstrapLog is bootstrapper.log beside the executable: a directory only
+// administrators write to on a Front End, and the same for every agent process.
+func defaultBootstrapLog() string {
+	if exe, err := os.Executable(); err == nil {
+		return filepath.Join(filepath.Dir(exe), "bootstrapper.log")
+	}
+	return filepath.Join(os.TempDir(), "lync-agent-bootstrapper.log")
 }
 
 func orDefault(d, def time.Duration) time.Duration {

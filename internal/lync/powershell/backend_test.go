@@ -56,6 +56,101 @@ func TestModuleImportedOnceAcrossManyCalls(t *testing.T) {
 	}
 }
 
+func TestReadsAndWritesHaveTheirOwnHost(t *testing.T) {
+	t.Setenv(envLyncBackup, "Stopped")
+	b, log := newTestBackend(t, protocol.ProductLync2013, nil)
+	for range 3 {
+		if _, err := b.Identity(bg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Pool(bg, "pool03.contoso.com"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.SyncBackup(bg, "pool03.contoso.com"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.BackupStatus(bg, "pool03.contoso.com"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.StartBackupService(bg); err != nil {
+			t.Fatal(err)
+		}
+		if svc, err := b.BackupService(bg); err != nil || svc.Status != protocol.ServiceRunning {
+			// The write host started it; the read host sees the same deployment.
+			t.Fatalf("BackupService after the write = %+v, %v", svc, err)
+		}
+	}
+	if starts, imports := log.count("start "), log.count("import "); starts != 2 || imports != 2 {
+		t.Errorf("starts = %d, imports = %d; want 2 and 2 (two hosts, each imports the module once)", starts, imports)
+	}
+	hostOf := map[string]map[int]bool{}
+	for _, r := range log.requests(t) {
+		if hostOf[r.Op] == nil {
+			hostOf[r.Op] = map[int]bool{}
+		}
+		hostOf[r.Op][r.PID] = true
+	}
+	readers, writers := map[int]bool{}, map[int]bool{}
+	for op, pids := range hostOf {
+		role := readers
+		if op == opSyncBackup || op == opStartBackupService {
+			role = writers
+		}
+		for pid := range pids {
+			role[pid] = true
+		}
+	}
+	if len(readers) != 1 || len(writers) != 1 {
+		t.Fatalf("read ops ran on %v, write ops on %v; want one host each", readers, writers)
+	}
+	for pid := range readers {
+		if writers[pid] {
+			t.Errorf("reads and writes ran on the same host %d", pid)
+		}
+	}
+}
+
+// While a write runs for minutes (Enable-CsTopology, a forced sync), reads answer within the
+// operator's read timeout.
+func TestReadsAnswerWhileAWriteRuns(t *testing.T) {
+	const writeTakes = 30 * time.Second
+	const readTimeout = 5 * time.Second // the operator's; far below the write
+	t.Setenv(envDelayOn, "SyncBackup="+writeTakes.String())
+	b, log := newTestBackend(t, protocol.ProductLync2013, func(o *Options) { o.CallTimeout = 2 * writeTakes })
+	if _, err := b.Pool(bg, "pool01.contoso.com"); err != nil { // the read host is up
+		t.Fatal(err)
+	}
+	writeDone := make(chan error, 1)
+	go func() { writeDone <- b.SyncBackup(bg, "pool03.contoso.com") }()
+	t.Cleanup(func() { // no need to sit out the write: stop its host
+		b.write.mu.Lock()
+		h := b.write.cur
+		b.write.mu.Unlock()
+		if h != nil {
+			h.kill("test over")
+		}
+		<-writeDone
+	})
+	waitFor(t, 10*time.Second, "the write host to receive SyncBackup", func() bool { return slices.Contains(log.ops(t), opSyncBackup) })
+
+	for i := range 5 {
+		ctx, cancel := context.WithTimeout(bg, readTimeout)
+		_, errPool := b.Pool(ctx, "pool02.contoso.com")
+		_, errStatus := b.BackupStatus(ctx, "pool03.contoso.com")
+		_, errService := b.BackupService(ctx)
+		_, errIdentity := b.Identity(ctx)
+		cancel()
+		if err := errors.Join(errPool, errStatus, errService, errIdentity); err != nil {
+			t.Fatalf("reads (round %d) while the write runs: %v", i, err)
+		}
+	}
+	select {
+	case err := <-writeDone:
+		t.Fatalf("the write ended (%v) before the reads did: the test proves nothing", err)
+	default:
+	}
+}
+
 func TestPoolShapes(t *testing.T) {
 	b, _ := newTestBackend(t, protocol.ProductLync2013, nil)
 	cases := []struct {
@@ -324,24 +419,39 @@ func TestWrongScriptIsRefusedByTheFake(t *testing.T) {
 }
 
 func TestHostRestartsAfterDying(t *testing.T) {
-	t.Setenv(envDieOn, "SyncBackup")
+	t.Setenv(envDieOn, "SyncBackup,GetBackupStatus")
 	b, log := newTestBackend(t, protocol.ProductLync2013, nil)
 	for range 3 {
 		if _, err := b.Pool(bg, "pool01.contoso.com"); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// The write host dies: the error says so, and the read host goes on as it was.
 	err := b.SyncBackup(bg, "pool03.contoso.com")
 	if !errors.Is(err, lync.ErrUnavailable) || !strings.Contains(err.Error(), "crashed") {
-		t.Fatalf("call that kills the host = %v, want ErrUnavailable with its stderr", err)
+		t.Fatalf("call that kills the write host = %v, want ErrUnavailable with its stderr", err)
+	}
+	if _, err := b.Pool(bg, "pool01.contoso.com"); err != nil {
+		t.Fatalf("read after the write host crashed: %v", err)
+	}
+	if starts := log.count("start "); starts != 2 {
+		t.Errorf("starts = %d, want 2: the read host must not restart for the write host's crash", starts)
+	}
+	// The next write starts a new write host.
+	if err := b.StartBackupService(bg); err != nil {
+		t.Fatalf("write after the crash: %v", err)
+	}
+	// The read host dies, and the next read starts a new one.
+	if _, err := b.BackupStatus(bg, "pool01.contoso.com"); !errors.Is(err, lync.ErrUnavailable) {
+		t.Fatalf("call that kills the read host = %v, want ErrUnavailable", err)
 	}
 	for range 3 {
 		if _, err := b.Pool(bg, "pool01.contoso.com"); err != nil {
-			t.Fatalf("after the crash: %v", err)
+			t.Fatalf("after the read host crashed: %v", err)
 		}
 	}
-	if starts, imports := log.count("start "), log.count("import "); starts != 2 || imports != 2 {
-		t.Errorf("starts = %d, imports = %d; want 2 and 2", starts, imports)
+	if starts, imports := log.count("start "), log.count("import "); starts != 4 || imports != 4 {
+		t.Errorf("starts = %d, imports = %d; want 4 and 4 (each host started, crashed, restarted)", starts, imports)
 	}
 }
 
@@ -457,7 +567,7 @@ func TestHostileParametersTravelAsData(t *testing.T) {
 	}
 	// ...and even sent straight to the host, they stay JSON data.
 	for _, h := range hostile {
-		err := b.sh.call(bg, opGetPool, map[string]string{"fqdn": h}, nil)
+		err := b.read.call(bg, opGetPool, map[string]string{"fqdn": h}, nil)
 		if !errors.Is(err, lync.ErrNotFound) || !strings.Contains(err.Error(), h) {
 			t.Errorf("call with %q = %v; want the fake's not-found error quoting it intact", h, err)
 		}
@@ -515,20 +625,28 @@ func TestClose(t *testing.T) {
 	if _, err := b.Pool(bg, "pool01.contoso.com"); err != nil {
 		t.Fatal(err)
 	}
-	h := b.sh.cur
+	if err := b.StartBackupService(bg); err != nil {
+		t.Fatal(err)
+	}
+	hosts := []*host{b.read.cur, b.write.cur}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-h.dead:
-	default:
-		t.Errorf("the host is still running after Close")
-	}
-	if h.exitErr != nil {
-		t.Errorf("the host did not exit cleanly on Close: %v", h.exitErr)
+	for i, h := range hosts {
+		select {
+		case <-h.dead:
+		default:
+			t.Errorf("host %d is still running after Close", i)
+		}
+		if h.exitErr != nil {
+			t.Errorf("host %d did not exit cleanly on Close: %v", i, h.exitErr)
+		}
 	}
 	if _, err := b.Pool(bg, "pool01.contoso.com"); !errors.Is(err, lync.ErrUnavailable) {
-		t.Errorf("after Close: %v, want ErrUnavailable", err)
+		t.Errorf("read after Close: %v, want ErrUnavailable", err)
+	}
+	if err := b.SyncBackup(bg, "pool03.contoso.com"); !errors.Is(err, lync.ErrUnavailable) {
+		t.Errorf("write after Close: %v, want ErrUnavailable", err)
 	}
 }
 
@@ -562,9 +680,10 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.sh.exe != DefaultExecutable || b.boot.path != `C:\Program Files\Skype for Business Server 2015\Deployment\Bootstrapper.exe` ||
-		b.boot.timeout != DefaultBootstrapTimeout || b.sh.callTimeout != DefaultCallTimeout {
-		t.Errorf("defaults: exe %q boot %q %s call %s", b.sh.exe, b.boot.path, b.boot.timeout, b.sh.callTimeout)
+	if b.read.exe != DefaultExecutable || b.write.exe != DefaultExecutable ||
+		b.boot.path != `C:\Program Files\Skype for Business Server 2015\Deployment\Bootstrapper.exe` ||
+		b.boot.timeout != DefaultBootstrapTimeout || b.read.callTimeout != DefaultCallTimeout || b.write.callTimeout != DefaultCallTimeout {
+		t.Errorf("defaults: exe %q boot %q %s call %s", b.read.exe, b.boot.path, b.boot.timeout, b.read.callTimeout)
 	}
 }
 

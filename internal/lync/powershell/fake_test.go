@@ -1,13 +1,17 @@
 package powershell
 
 // The fakes: the test binary re-executes itself as a fake powershell.exe or a fake
-// Bootstrapper.exe (GO_WANT_FAKE_LYNC=1; the PowerShell arguments tell the two apart).
+// Bootstrapper.exe (GO_WANT_FAKE_LYNC=1; the PowerShell arguments tell the two apart). Each test
+// runs the fake Bootstrapper through a hard link of its own (a distinct image path, as the agent
+// finds a running Bootstrapper by its path).
 //
 // The fake PowerShell reads the bootstrap input up to the sentinel and checks it byte for byte
 // against the product's script (and, independently, the module name and every operation); a wrong
 // script gets an error as its id 0 reply, so every call fails. Then it answers requests with what
 // the real script makes of the cmdlets' output. Its behaviour is set by FAKE_* variables read at
-// start, and it appends what it sees (start, import, each request line) to FAKE_LOG.
+// start, and it appends what it sees (start, import, each request line with its pid) to FAKE_LOG.
+// The deployment it answers for (pairings, LYNCBACKUP) lives in FAKE_STATE, shared by the read
+// and the write host as the real deployment is.
 
 import (
 	"bufio"
@@ -16,8 +20,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,11 +39,16 @@ const (
 	envStartDelay = "FAKE_PWSH_START_DELAY" // process start + module import, e.g. 300ms
 	envImportFail = "FAKE_PWSH_IMPORT_FAIL" // 1: Import-Module fails
 	envErrorOn    = "FAKE_PWSH_ERROR_ON"    // op=kind[,op=kind]: permission, permission-ad, notfound, cmdlet, unavailable
-	envDieOn      = "FAKE_PWSH_DIE_ON"      // op: the process exits when it receives op
-	envDelayOn    = "FAKE_PWSH_DELAY_ON"    // op=duration: answer op late
+	envDieOn      = "FAKE_PWSH_DIE_ON"      // op[,op]: the process exits when it receives op
+	envDelayOn    = "FAKE_PWSH_DELAY_ON"    // op=duration: answer op late (a slow write: SyncBackup=60s)
 	envNoise      = "FAKE_PWSH_NOISE"       // 1: banners, warnings, junk marker lines, stale replies, a huge line
 	envLyncBackup = "FAKE_PWSH_LYNCBACKUP"  // Running (default), Stopped, absent
+	envState      = "FAKE_STATE"            // file holding the fake deployment's state
 	envBootMode   = "FAKE_BOOTSTRAPPER_MODE"
+	envBootExit   = "FAKE_BOOTSTRAPPER_EXIT"    // mode wait: the exit code (default 0)
+	envBootGo     = "FAKE_BOOTSTRAPPER_RELEASE" // mode wait: the run ends once this file exists
+	// fakeMaxRun bounds every fake Bootstrapper and installer, so none outlives a failed test long.
+	fakeMaxRun = 2 * time.Minute
 )
 
 // Independent of scripts.go: what each product must import, and the operations every script must
@@ -74,20 +85,49 @@ func TestMain(m *testing.M) {
 // --- fake powershell.exe ---
 
 type fakeHost struct {
-	out        *bufio.Writer
-	product    string
-	backup     map[string]string
-	lyncBackup string
-	noisy      bool
-	hugeSent   bool
+	out      *bufio.Writer
+	product  string
+	state    fakeState
+	noisy    bool
+	hugeSent bool
+}
+
+// fakeState is the deployment as the cmdlets change it.
+type fakeState struct {
+	Backup     map[string]string `json:"backup"`
+	LyncBackup string            `json:"lyncBackup"`
+}
+
+// load reads the shared state, if there is one yet; save replaces it atomically (rename).
+func (f *fakeHost) load() {
+	if b, err := os.ReadFile(os.Getenv(envState)); err == nil {
+		var st fakeState
+		if json.Unmarshal(b, &st) == nil {
+			f.state = st
+		}
+	}
+}
+
+func (f *fakeHost) save() {
+	path := os.Getenv(envState)
+	if path == "" {
+		return
+	}
+	b, _ := json.Marshal(f.state)
+	tmp := fmt.Sprintf("%s.%d", path, os.Getpid())
+	if os.WriteFile(tmp, b, 0o600) == nil {
+		_ = os.Rename(tmp, path)
+	}
 }
 
 func fakePowerShell() int {
 	logEvent("start %d", os.Getpid())
 	f := &fakeHost{
-		out: bufio.NewWriter(os.Stdout), product: os.Getenv(envProduct),
-		backup:     map[string]string{"pool03.contoso.com": "pool04.contoso.com", "pool04.contoso.com": "pool03.contoso.com"},
-		lyncBackup: envOr(envLyncBackup, "Running"), noisy: os.Getenv(envNoise) == "1",
+		out: bufio.NewWriter(os.Stdout), product: os.Getenv(envProduct), noisy: os.Getenv(envNoise) == "1",
+		state: fakeState{
+			Backup:     map[string]string{"pool03.contoso.com": "pool04.contoso.com", "pool04.contoso.com": "pool03.contoso.com"},
+			LyncBackup: envOr(envLyncBackup, "Running"),
+		},
 	}
 	if d, err := time.ParseDuration(os.Getenv(envStartDelay)); err == nil {
 		time.Sleep(d)
@@ -131,7 +171,7 @@ func fakePowerShell() int {
 	for {
 		line, err := in.ReadString('\n')
 		if strings.TrimSpace(line) != "" {
-			logEvent("req %s", strings.TrimRight(line, "\r\n"))
+			logEvent("req %d %s", os.Getpid(), strings.TrimRight(line, "\r\n"))
 			f.serve(line, errorOn, delayOn)
 		}
 		if err != nil {
@@ -150,7 +190,7 @@ func (f *fakeHost) serve(line string, errorOn, delayOn map[string]string) {
 		f.reply(-1, nil, &wireError{Type: "System.ArgumentException", Message: "bad request line: " + err.Error()})
 		return
 	}
-	if req.Op == os.Getenv(envDieOn) {
+	if slices.Contains(strings.Split(os.Getenv(envDieOn), ","), req.Op) {
 		fmt.Fprintln(os.Stderr, "fake: powershell.exe crashed (0xc0000005)")
 		os.Exit(255)
 	}
@@ -167,7 +207,11 @@ func (f *fakeHost) serve(line string, errorOn, delayOn map[string]string) {
 	}
 	var p map[string]any
 	_ = json.Unmarshal(req.Params, &p)
+	f.load()
 	result, werr := f.answer(req.Op, p)
+	if werr == nil && (req.Op == "PairPools" || req.Op == "Unpair" || req.Op == "StartBackupService") {
+		f.save()
+	}
 	f.reply(req.ID, result, werr)
 }
 
@@ -236,7 +280,7 @@ func (f *fakeHost) answer(op string, p map[string]any) (any, *wireError) {
 			res[k] = v
 		}
 		res["registrarVersion"] = map[string]any{protocol.ProductLync2013: 6, protocol.ProductSfB2015: 7, protocol.ProductSfB2019: "8"}[f.product]
-		res["backupPoolFqdn"] = f.backup[strings.ToLower(fqdn)]
+		res["backupPoolFqdn"] = f.state.Backup[strings.ToLower(fqdn)]
 		res["cms"] = []map[string]any{{"poolFqdn": "pool01.contoso.com", "active": true}, {"poolFqdn": "pool02.contoso.com", "active": false}}
 		return res, nil
 	case "GetBackupStatus":
@@ -248,38 +292,38 @@ func (f *fakeHost) answer(op string, p map[string]any) (any, *wireError) {
 		if fqdn != "pool01.contoso.com" {
 			cms = "NotInitialized" // not the CMS pool
 		}
-		return map[string]any{"poolFqdn": fqdn, "backupPoolFqdn": f.backup[fqdn], "modules": []map[string]string{
+		return map[string]any{"poolFqdn": fqdn, "backupPoolFqdn": f.state.Backup[fqdn], "modules": []map[string]string{
 			{"identity": "UserServices.PresenceFocus", "exportStatus": "FinalState", "importStatus": "NormalState"},
 			{"identity": "ConfServices.DataConf", "exportStatus": "NonSteadyState", "importStatus": "NormalState"},
 			{"identity": "CentralMgmt.CMSMaster", "exportStatus": cms, "importStatus": "NormalState"},
 		}}, nil
 	case "GetBackupService":
-		if f.lyncBackup == "absent" {
+		if f.state.LyncBackup == "absent" {
 			return map[string]any{"installed": false, "status": ""}, nil
 		}
-		return map[string]any{"installed": true, "status": f.lyncBackup}, nil
+		return map[string]any{"installed": true, "status": f.state.LyncBackup}, nil
 	case "StartBackupService":
-		if f.lyncBackup == "absent" {
+		if f.state.LyncBackup == "absent" {
 			return nil, &wireError{Type: "System.InvalidOperationException", Message: "Cannot find any service with service name 'LYNCBACKUP'."}
 		}
-		f.lyncBackup = "Running"
+		f.state.LyncBackup = "Running"
 		return nil, nil
 	case "SyncBackup":
 		fqdn := strings.ToLower(str("poolFqdn"))
 		if _, ok := fakePools[fqdn]; !ok {
 			return nil, notFound(`Cannot find pool "` + fqdn + `".`)
 		}
-		if f.backup[fqdn] == "" {
+		if f.state.Backup[fqdn] == "" {
 			return nil, &wireError{Type: "Microsoft.Rtc.Management.Hadr.BackupServiceException", Message: "Pool " + fqdn + " has no backup pool."}
 		}
 		return nil, nil
 	case "PairPools":
 		a, b := strings.ToLower(str("primaryFqdn")), strings.ToLower(str("backupFqdn"))
-		f.backup[a], f.backup[b] = b, a
+		f.state.Backup[a], f.state.Backup[b] = b, a
 		return nil, nil
 	case "Unpair":
-		delete(f.backup, strings.ToLower(str("primaryFqdn")))
-		delete(f.backup, strings.ToLower(str("backupFqdn")))
+		delete(f.state.Backup, strings.ToLower(str("primaryFqdn")))
+		delete(f.state.Backup, strings.ToLower(str("backupFqdn")))
 		return nil, nil
 	}
 	return nil, &wireError{Type: "System.ArgumentException", Message: "unknown operation: " + op}
@@ -368,7 +412,19 @@ func checkBootstrap(product string, args []string, got string) string {
 // --- fake Bootstrapper.exe ---
 
 func fakeBootstrapper() int {
+	if os.Getenv(envBootMode) == "installer" { // started by mode hang-child
+		logEvent("installer-pid %d", os.Getpid())
+		time.Sleep(fakeMaxRun)
+		return 0
+	}
 	logEvent("bootstrapper args=%d", len(os.Args)-1)
+	logEvent("bootstrapper-pid %d", os.Getpid())
+	code := fakeBootstrapperRun()
+	logEvent("bootstrapper-exit %d", code)
+	return code
+}
+
+func fakeBootstrapperRun() int {
 	say := func(lines ...string) {
 		for _, l := range lines {
 			fmt.Print(l + "\r\n")
@@ -388,8 +444,27 @@ func fakeBootstrapper() int {
 		say("Installing Windows Fabric...", "A restart is required to complete the installation. Run Bootstrapper again after the restart.")
 		return 0
 	case "hang":
-		time.Sleep(time.Hour)
+		time.Sleep(fakeMaxRun)
 		return 0
+	case "hang-child": // an installer that hangs too: a timeout must end both
+		installer := exec.Command(os.Args[0])
+		installer.Env = append(os.Environ(), envBootMode+"=installer")
+		installer.Stdout = os.Stdout
+		if err := installer.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		time.Sleep(fakeMaxRun)
+		return 0
+	case "wait": // until the test releases it: a run that outlives whoever started it
+		for end := time.Now().Add(fakeMaxRun); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(os.Getenv(envBootGo)); err == nil {
+				break
+			}
+		}
+		say("Bootstrapper completed successfully.")
+		code, _ := strconv.Atoi(os.Getenv(envBootExit))
+		return code
 	case "flood":
 		for i := range 5000 {
 			say(fmt.Sprintf("line %04d %s", i, strings.Repeat("=", 150)))
@@ -452,6 +527,7 @@ func (l fakeLog) count(prefix string) int {
 
 type loggedRequest struct {
 	Raw    string
+	PID    int            // the host process that received it
 	ID     int64          `json:"id"`
 	Op     string         `json:"op"`
 	Params map[string]any `json:"params"`
@@ -461,11 +537,13 @@ func (l fakeLog) requests(t testing.TB) []loggedRequest {
 	t.Helper()
 	var out []loggedRequest
 	for _, line := range l.lines() {
-		raw, ok := strings.CutPrefix(line, "req ")
+		rest, ok := strings.CutPrefix(line, "req ")
 		if !ok {
 			continue
 		}
+		pid, raw, _ := strings.Cut(rest, " ")
 		var r loggedRequest
+		r.PID, _ = strconv.Atoi(pid)
 		if err := json.Unmarshal([]byte(raw), &r); err != nil {
 			t.Fatalf("request line %q is not JSON: %v", raw, err)
 		}
@@ -483,15 +561,31 @@ func (l fakeLog) ops(t testing.TB) []string {
 	return ops
 }
 
+// pid is the number logged after prefix ("bootstrapper-pid "), 0 if none.
+func (l fakeLog) pid(prefix string) int {
+	for _, line := range l.lines() {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			n, _ := strconv.Atoi(rest)
+			return n
+		}
+	}
+	return 0
+}
+
 // newTestBackend returns a Backend on the fake PowerShell for product, and the fake's log.
-// FAKE_* variables must be set (t.Setenv) before the first call starts the host.
+// FAKE_* variables must be set (t.Setenv) before the first call starts a host. Its Bootstrapper
+// is a link of its own to the test binary, and any fake Bootstrapper still running on it when
+// the test ends is killed.
 func newTestBackend(t testing.TB, product string, mod func(*Options)) (*Backend, fakeLog) {
 	t.Helper()
-	log := fakeLog{path: filepath.Join(t.TempDir(), "fake.log")}
+	dir := t.TempDir()
+	log := fakeLog{path: filepath.Join(dir, "fake.log")}
 	t.Setenv(envLog, log.path)
 	t.Setenv(envProduct, product)
+	t.Setenv(envState, filepath.Join(dir, "state.json"))
 	opts := Options{
-		Product: product, Executable: testExe, BootstrapperPath: testExe, ServerFQDN: "fe01.contoso.com",
+		Product: product, Executable: testExe, BootstrapperPath: fakeBootstrapperExe(t, dir), ServerFQDN: "fe01.contoso.com",
+		BootstrapLog: filepath.Join(dir, "bootstrapper.log"),
 		StartTimeout: 30 * time.Second, CallTimeout: 30 * time.Second, Logger: quietLogs,
 	}
 	if mod != nil {
@@ -503,6 +597,55 @@ func newTestBackend(t testing.TB, product string, mod func(*Options)) (*Backend,
 	}
 	t.Cleanup(func() { b.Close() })
 	return b, log
+}
+
+// fakeBootstrapperExe links the test binary as dir/Bootstrapper.exe (copies it if it cannot).
+func fakeBootstrapperExe(t testing.TB, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "Bootstrapper.exe")
+	if err := os.Link(testExe, path); err != nil {
+		b, err := os.ReadFile(testExe)
+		if err == nil {
+			err = os.WriteFile(path, b, 0o755)
+		}
+		if err != nil {
+			t.Fatalf("making the fake Bootstrapper.exe: %v", err)
+		}
+	}
+	t.Cleanup(func() { killFakeBootstrappers(t, path) }) // before the directory goes
+	return path
+}
+
+// killFakeBootstrappers kills the processes this test started from path (they outlive Bootstrap
+// calls by design) and waits until none is left.
+func killFakeBootstrappers(t testing.TB, path string) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); ; {
+		p, found, err := osProcs{}.find(path)
+		if err != nil || !found {
+			return
+		}
+		if proc, err := os.FindProcess(p.pid()); err == nil {
+			_ = proc.Kill()
+			_ = proc.Release()
+		}
+		p.release()
+		if time.Now().After(end) {
+			t.Errorf("fake Bootstrapper pid %d is still running", p.pid())
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitFor waits until cond holds, failing the test after limit: for what another process does.
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(limit); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("waited %s for %s", limit, what)
+		}
+	}
 }
 
 // syncBuffer collects log output from the host's goroutines.

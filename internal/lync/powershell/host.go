@@ -32,8 +32,8 @@ const (
 // console that could change behaviour or prompt.
 var hostArgs = []string{"-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass"}
 
-// shell owns the long-lived PowerShell host of one Backend: it starts it lazily, serializes calls
-// on it, and replaces it when it dies, times out or fails to start.
+// shell owns one long-lived PowerShell host of a Backend (its reads', or its writes'): it starts
+// it lazily, serializes calls on it, and replaces it when it dies, times out or fails to start.
 type shell struct {
 	exe          string
 	args         []string
@@ -52,7 +52,7 @@ type shell struct {
 	starts int
 }
 
-func newShell(exe string, extraArgs []string, productName string, startTimeout, callTimeout time.Duration, log *slog.Logger) (*shell, error) {
+func newShell(role, exe string, extraArgs []string, productName string, startTimeout, callTimeout time.Duration, log *slog.Logger) (*shell, error) {
 	p, err := lookupProduct(productName)
 	if err != nil {
 		return nil, err
@@ -64,7 +64,7 @@ func newShell(exe string, extraArgs []string, productName string, startTimeout, 
 	args := append(append(append([]string{}, hostArgs...), extraArgs...), "-Command", "-")
 	return &shell{
 		exe: exe, args: args, input: input, product: p, productName: productName,
-		startTimeout: startTimeout, callTimeout: callTimeout, log: log,
+		startTimeout: startTimeout, callTimeout: callTimeout, log: log.With("host", role),
 		sem: make(chan struct{}, 1),
 	}, nil
 }
