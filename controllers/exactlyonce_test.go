@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -418,5 +419,45 @@ func TestTopologyWriteWhoseServerVanishedIsNotStartedElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReady(t, ns, "vanished", 60*time.Second)
+	assertExactlyOnce(t, env, 1)
+}
+
+// TestTopologyWritesOfOneDeploymentRunOneAtATime: two PoolPairs of one Lync deployment (one
+// Central Management Store) are created at once; their topology writes never overlap.
+func TestTopologyWritesOfOneDeploymentRunOneAtATime(t *testing.T) {
+	requireAPIServer(t)
+	env := serveSim(t, manyPairsYAML(2, "500ms"), false)
+	startManager(t, env.fastReconciler)
+	ns := newNamespace(t)
+	urls := env.runner.Endpoints()
+	for i := 0; i < 2; i++ {
+		pool := func(side string) drv1alpha1.PoolSpec {
+			fqdn, fe := fmt.Sprintf("%s%d.contoso.com", side, i), fmt.Sprintf("fe.%s%d.contoso.com", side, i)
+			return drv1alpha1.PoolSpec{FQDN: fqdn, AgentEndpoint: urls[fqdn], Servers: []drv1alpha1.ServerSpec{{FQDN: fe, AgentEndpoint: urls[fe]}}}
+		}
+		create(t, &drv1alpha1.PoolPair{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("pair-%d", i)},
+			Spec: drv1alpha1.PoolPairSpec{Primary: pool("a"), Backup: pool("b"),
+				Sync: drv1alpha1.SyncSpec{StableFor: &metav1.Duration{}, CheckInterval: &metav1.Duration{Duration: time.Hour}}},
+		})
+	}
+	waitReady(t, ns, "pair-0", 60*time.Second)
+	waitReady(t, ns, "pair-1", 60*time.Second)
+	var writes []sim.Execution
+	for _, e := range env.d.Timeline() {
+		if e.Kind == string(protocol.KindPairPools) {
+			writes = append(writes, e)
+		}
+	}
+	if len(writes) != 2 {
+		t.Fatalf("topology writes: %+v", writes)
+	}
+	first, second := writes[0], writes[1]
+	if second.Started.Before(first.Started) {
+		first, second = second, first
+	}
+	if first.Finished == nil || second.Started.Before(*first.Finished) {
+		t.Errorf("the two topology writes overlapped: %+v and %+v", first, second)
+	}
 	assertExactlyOnce(t, env, 1)
 }

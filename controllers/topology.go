@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
 )
@@ -66,7 +67,8 @@ func (w *topologyWriters) forget(pair types.NamespacedName) {
 // recordedWriter looks through the cached PoolPairs for a topology write in flight on cms.
 func (r *PoolPairReconciler) recordedWriter(cms string, except types.NamespacedName) (types.NamespacedName, bool) {
 	var list drv1alpha1.PoolPairList
-	if err := r.List(context.Background(), &list); err != nil {
+	// Read-only, and called for every topology write: no deep copy of every PoolPair.
+	if err := r.List(context.Background(), &list, client.UnsafeDisableDeepCopy); err != nil {
 		// Unknown: count it as taken, and look again on the next pass.
 		ctrl.Log.WithName("topology-writers").Error(err, "listing PoolPairs")
 		return types.NamespacedName{Name: "(unknown: listing PoolPairs failed)"}, true

@@ -191,8 +191,11 @@ func TestSimServesEveryEndpointAndSimctlInjectsFaults(t *testing.T) {
 	if code, _, errOut := runCmd(t, "certs", "--out", tlsDir, "--hosts", "127.0.0.1"); code != 0 {
 		t.Fatal(errOut)
 	}
+	// Both pools with an alias (their DNS name): four endpoints, two of them agents' aliases.
+	dep := strings.Replace(deployment, "  - fqdn: pool01.contoso.com\n", "  - fqdn: pool01.contoso.com\n    listen: 127.0.0.1:0\n", 1)
+	dep = strings.Replace(dep, "  - fqdn: pool02.contoso.com\n", "  - fqdn: pool02.contoso.com\n    listen: 127.0.0.1:0\n", 1)
 	depFile := filepath.Join(dir, "deployment.yaml")
-	os.WriteFile(depFile, []byte(deployment), 0o644)
+	os.WriteFile(depFile, []byte(dep), 0o644)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	pr, pw := io.Pipe()
@@ -265,6 +268,31 @@ func TestSimServesEveryEndpointAndSimctlInjectsFaults(t *testing.T) {
 	}
 	if code, _, errOut := simctl("unreachable", fe, "maybe"); code != exitUsage {
 		t.Errorf("bad value: %d %q", code, errOut)
+	}
+	// Kill and restart an agent: a kept-alive connection is cut, the agent answers again.
+	if _, err := client.Info(t.Context(), endpoints[fe]); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := simctl("restart-agent", fe); code != 0 || !strings.Contains(out, "ok: restart-agent "+fe) {
+		t.Errorf("restart-agent: %d %s %s", code, out, errOut)
+	}
+	if info, err := client.Info(t.Context(), endpoints[fe]); err != nil && !errors.Is(err, agentclient.ErrUnavailable) || err == nil && info.ServerFQDN != fe {
+		t.Errorf("after restart-agent: %+v %v", info, err)
+	}
+	if info, err := client.Info(t.Context(), endpoints[fe]); err != nil || info.ServerFQDN != fe {
+		t.Errorf("restarted agent: %+v %v", info, err)
+	}
+	if code, _, errOut := simctl("restart-agent", "pool01.contoso.com"); code != exitError || !strings.Contains(errOut, "alias") {
+		t.Errorf("restart-agent of a pool: %d %q", code, errOut)
+	}
+	if code, _, errOut := simctl("reads", "250ms", "true"); code != 0 {
+		t.Errorf("reads: %d %q", code, errOut)
+	}
+	if code, out, _ := simctl("state"); code != 0 || !strings.Contains(out, `"latency": "250ms"`) || !strings.Contains(out, `"timeline"`) {
+		t.Errorf("state after reads: %s", out)
+	}
+	if code, _, errOut := simctl("reads", "soon", "true"); code != exitUsage {
+		t.Errorf("reads with a bad latency: %d %q", code, errOut)
 	}
 
 	cancel()

@@ -12,12 +12,14 @@ func simCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var o simrun.RunOptions
 	var allowed, logLevel string
 	fs := newFlagSet("sim", "sim --deployment FILE --tls-dir DIR [flags]\n\n"+
-		"Serves every pool and Front End server of a simulated deployment, each as its own agent on\n"+
-		"its own HTTPS listener (addresses from the deployment file), plus the sim admin API that\n"+
-		"simctl talks to. Prints one line per endpoint, then \"ready\". Ctrl+C stops it.", stderr)
+		"Serves a simulated deployment: every Front End server as its own agent, with its own journal,\n"+
+		"on its own HTTPS listener; every pool with a listen address as an alias that hands each\n"+
+		"connection to a random Front End of the pool (DNS round robin; not an agent); plus the sim\n"+
+		"admin API that simctl talks to (addresses from the deployment file). Prints one line per\n"+
+		"endpoint, then \"ready\". Ctrl+C stops it.", stderr)
 	fs.StringVar(&o.DeploymentFile, "deployment", "", "simulated deployment `file` (YAML; see hack/sim/two-pools.yaml)")
 	fs.StringVar(&o.TLSDir, "tls-dir", "", "`directory` with ca.crt, server.crt and server.key (lync-agent certs writes them)")
-	fs.StringVar(&o.JournalDir, "journal", "sim-journal", "`directory` for the agents' journals, one subdirectory per endpoint")
+	fs.StringVar(&o.JournalDir, "journal", "sim-journal", "`directory` for the agents' journals, one subdirectory per Front End server")
 	fs.StringVar(&o.StateFile, "state", "", "`file` keeping the simulated deployment's state across restarts (default: none)")
 	fs.StringVar(&o.AdminListen, "admin-listen", "127.0.0.1:19440", "`address` of the sim admin API (empty: none)")
 	fs.StringVar(&allowed, "allowed-clients", "", "comma-separated client certificate `names` allowed in (default: any the CA signed)")

@@ -24,9 +24,13 @@ const simctlSynopsis = `simctl [--admin URL] --tls-dir DIR <command>
 
 Commands (against a running "lync-agent sim"):
   stop-service FQDN              stop LYNCBACKUP on a simulated Front End server
-  unreachable FQDN true|false    make a pool or server endpoint drop every connection, or answer again
+  unreachable FQDN true|false    make a server's agent or a pool's alias drop every connection, or answer again
   export-error POOL on|off       make every backup module of POOL export ErrorState, or recover
-  state                          print the simulated deployment's state (JSON)`
+  restart-agent FQDN             kill a Front End server's agent and start it again (the deployment,
+                                 and a Bootstrapper.exe it started, go on)
+  reads LATENCY true|false       make every read take LATENCY (e.g. 2s; 0s = instant) and, with
+                                 true, wait while the server's agent runs a write
+  state                          print the simulated deployment's state, with its timeline (JSON)`
 
 func simctlCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var admin, tlsDir string
@@ -84,7 +88,7 @@ func simctlCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 // simctlRequest maps a simctl command to a request of the sim admin API.
 func simctlRequest(args []string) (method, path string, body any, err error) {
 	if len(args) == 0 {
-		return "", "", nil, fmt.Errorf("%w: a command is required (stop-service, unreachable, export-error, state)", errUsage)
+		return "", "", nil, fmt.Errorf("%w: a command is required (stop-service, unreachable, export-error, restart-agent, reads, state)", errUsage)
 	}
 	want := func(n int, form string) error {
 		if len(args) != n {
@@ -131,6 +135,23 @@ func simctlRequest(args []string) (method, path string, body any, err error) {
 			return "", "", nil, err
 		}
 		return http.MethodPost, sim.AdminPrefix + "/pools/" + esc(args[1]) + "/export-error", map[string]any{"module": "", "on": v}, nil
+	case "restart-agent":
+		if err := want(2, "restart-agent FQDN"); err != nil {
+			return "", "", nil, err
+		}
+		return http.MethodPost, sim.AdminPrefix + "/agents/" + esc(args[1]) + "/restart", nil, nil
+	case "reads":
+		if err := want(3, "reads LATENCY true|false"); err != nil {
+			return "", "", nil, err
+		}
+		if d, err := time.ParseDuration(args[1]); err != nil || d < 0 {
+			return "", "", nil, fmt.Errorf("%w: %q: want a duration such as 0s, 500ms or 2s", errUsage, args[1])
+		}
+		v, err := onOff(args[2], "true", "false")
+		if err != nil {
+			return "", "", nil, err
+		}
+		return http.MethodPost, sim.AdminPrefix + "/reads", map[string]any{"latency": args[1], "waitForWrites": v}, nil
 	}
 	return "", "", nil, fmt.Errorf("%w: unknown simctl command %q", errUsage, args[0])
 }

@@ -4,18 +4,21 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // errUnreachable is what a connection to an "unreachable" endpoint gets: it is closed at once.
 var errUnreachable = errors.New("simulated: endpoint unreachable")
 
-// gatedListener plays the sim's "server unreachable" fault at the TCP level: while reachable says
+// gatedListener plays the sim's "unreachable" fault at the TCP level: while reachable says
 // false, new connections are closed as soon as they are accepted and kept-alive ones are cut on
 // their next read or write, so clients see resets and EOFs as from a dead host. It also tracks
-// connections so a stop can cut them all, as a dying process would. A nil reachable means always.
+// connections so a kill can cut them all, as a dying process would. A nil reachable means always.
 type gatedListener struct {
 	net.Listener
 	reachable func() bool
+	// dead is set by kill: from then on the listener behaves as an unreachable one.
+	dead atomic.Bool
 
 	mu    sync.Mutex
 	conns map[*gatedConn]struct{}
@@ -42,10 +45,11 @@ func (l *gatedListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *gatedListener) up() bool { return l.reachable == nil || l.reachable() }
+func (l *gatedListener) up() bool { return !l.dead.Load() && (l.reachable == nil || l.reachable()) }
 
-// closeAll cuts every open connection.
-func (l *gatedListener) closeAll() {
+// kill cuts every open connection and drops any accepted later, at once, as a process that dies.
+func (l *gatedListener) kill() {
+	l.dead.Store(true)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for c := range l.conns {

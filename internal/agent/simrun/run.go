@@ -16,7 +16,7 @@ type RunOptions struct {
 	DeploymentFile string
 	// TLSDir holds ca.crt, server.crt and server.key.
 	TLSDir string
-	// JournalDir holds one journal directory per endpoint.
+	// JournalDir holds one journal directory per Front End server's agent.
 	JournalDir string
 	// StateFile, when set, persists the simulated deployment's state across restarts.
 	StateFile string
@@ -31,8 +31,9 @@ type RunOptions struct {
 	Ready func(*SimRunner)
 }
 
-// RunSim loads the deployment, serves every endpoint (and the admin API), prints one line per
-// endpoint and then "ready" to out, and serves until ctx ends.
+// RunSim loads the deployment, serves every endpoint (the servers' agents, the pools' aliases and
+// the admin API), prints one line per endpoint ("pool   FQDN  URL" for an alias, "server FQDN
+// (POOL)  URL" for an agent, "admin  URL") and then "ready" to out, and serves until ctx ends.
 func RunSim(ctx context.Context, o RunOptions, out io.Writer) error {
 	if o.DeploymentFile == "" {
 		return errors.New("--deployment is required")
@@ -59,6 +60,8 @@ func RunSim(ctx context.Context, o RunOptions, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The deployment is this process's: its Bootstrapper runs end with it (after the agents).
+	defer d.Close()
 	r, err := StartSim(ctx, d, tlsFiles, o.JournalDir, o.ListenOverride, WithLogger(o.Logger), WithVersion(o.Version))
 	if err != nil {
 		return err

@@ -1,8 +1,10 @@
-// Package simrun serves a simulated Lync deployment (internal/lync/sim) the way real agents would:
-// one lync-agent handler per pool endpoint and per Front End server, each on its own mutual-TLS
-// listener with its own journal, plus the sim's admin API. `lync-agent sim`, the demo and the
-// controller tests use it; an endpoint's agent can be stopped and started again to play an agent
-// that goes down.
+// Package simrun serves a simulated Lync deployment (internal/lync/sim) the way a real one is
+// reached: one lync-agent handler per Front End server, each on its own mutual-TLS listener with
+// its own journal; for each pool with a listen address, an alias that hands every connection to a
+// random Front End of the pool, as the pool's DNS name does (round robin, knowing nothing of which
+// servers are up); and the sim's admin API. `lync-agent sim`, the demo and the controller tests use
+// it. An agent can be killed and restarted (RestartAgent, StopEndpoint, StartEndpoint) while the
+// deployment, and any Bootstrapper.exe it started, goes on.
 package simrun
 
 import (
@@ -10,7 +12,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +25,7 @@ import (
 
 	"github.com/lync-dr/poolpair-operator/internal/agent"
 	"github.com/lync-dr/poolpair-operator/internal/devcerts"
+	"github.com/lync-dr/poolpair-operator/internal/lync"
 	"github.com/lync-dr/poolpair-operator/internal/lync/sim"
 )
 
@@ -65,10 +70,16 @@ func WithVersion(v string) Option { return func(o *options) { o.version = v } }
 // WithMaxWait caps the agents' long-polls (agent.DefaultMaxWait when zero).
 func WithMaxWait(d time.Duration) Option { return func(o *options) { o.maxWait = d } }
 
-// Endpoint is one served endpoint.
+// RestartRoute is the admin route RestartAgent is served on (ServeAdmin).
+const RestartRoute = "POST " + sim.AdminPrefix + "/agents/{fqdn}/restart"
+
+// aliasDialTimeout bounds the alias's connection to the Front End it picked.
+const aliasDialTimeout = 2 * time.Second
+
+// Endpoint is one served endpoint: a server's agent or a pool's alias (Kind sim.KindPool).
 type Endpoint struct {
 	sim.Endpoint
-	// URL is the agent's base URL, https://host:port.
+	// URL is the endpoint's base URL, https://host:port.
 	URL string
 }
 
@@ -81,18 +92,24 @@ type SimRunner struct {
 	cancel  context.CancelFunc
 
 	mu        sync.Mutex
-	endpoints []*endpoint // in d.Endpoints() order
+	endpoints []*endpoint // in d.Endpoints() order: pool aliases, then servers
 	byFQDN    map[string]*endpoint
 	admin     *server
+	stopped   bool
+	stopOnce  sync.Once
 }
 
-// endpoint is one simulated agent; server is nil while it is stopped.
+// endpoint is one served address: a server's agent (agent is nil while it is stopped) or a pool
+// alias (alias is nil while it is stopped).
 type endpoint struct {
 	Endpoint
 	addr       string // the bound address, reused by a restart
-	journalDir string
-	server     *server
+	journalDir string // servers only
+	agent      *server
+	alias      *alias
 }
+
+func (e *endpoint) running() bool { return e.agent != nil || e.alias != nil }
 
 // server is one running listener with its agent handler and journal (both nil for the admin).
 type server struct {
@@ -103,11 +120,22 @@ type server struct {
 	journal *agent.Journal
 }
 
-// StartSim starts one agent per endpoint of d, each with a journal in journalDir/<fqdn>/, all
-// presenting tlsFiles' certificate and requiring clients signed by its CA. listenOverride, when
-// not nil and answering non-empty, replaces an endpoint's listen address (tests pass
-// "127.0.0.1:0"). If any listener cannot start, everything already started is stopped and the
-// error names the address and the endpoint. ctx bounds the runner's life, as Stop does.
+// alias is a pool's DNS name: each connection goes, bytes as they are (TLS passes through), to a
+// Front End of the pool picked at random among all of them, up or not.
+type alias struct {
+	ln      *gatedListener
+	targets []string // the pool's servers' agent addresses
+	done    chan struct{}
+	proxies sync.WaitGroup
+}
+
+// StartSim starts one agent per Front End server of d, each with a journal in
+// journalDir/<fqdn>/, all presenting tlsFiles' certificate and requiring clients signed by its CA,
+// and one alias per pool that has a listen address. listenOverride, when not nil and answering
+// non-empty, replaces an endpoint's listen address (tests pass "127.0.0.1:0"). If any listener
+// cannot start, everything already started is stopped and the error names the address and the
+// endpoint. ctx bounds the runner's life, as Stop does. The runner does not own d: Stop leaves
+// the deployment (and its Bootstrapper runs) alone.
 func StartSim(ctx context.Context, d *sim.Deployment, tlsFiles TLS, journalDir string, listenOverride func(sim.Endpoint) string, opts ...Option) (*SimRunner, error) {
 	o := options{logger: slog.Default()}
 	for _, opt := range opts {
@@ -122,11 +150,6 @@ func StartSim(ctx context.Context, d *sim.Deployment, tlsFiles TLS, journalDir s
 	}
 	base, cancel := context.WithCancel(ctx)
 	r := &SimRunner{d: d, tlsCfg: tlsCfg, opts: o, baseCtx: base, cancel: cancel, byFQDN: map[string]*endpoint{}}
-	// The caller's ctx ending is a Stop, so journals are closed either way.
-	go func() {
-		<-base.Done()
-		r.Stop()
-	}()
 	for _, ep := range d.Endpoints() {
 		addr := ep.Listen
 		if listenOverride != nil {
@@ -137,21 +160,37 @@ func StartSim(ctx context.Context, d *sim.Deployment, tlsFiles TLS, journalDir s
 		if addr == "" {
 			addr = "127.0.0.1:0"
 		}
-		e := &endpoint{Endpoint: Endpoint{Endpoint: ep}, addr: addr, journalDir: filepath.Join(journalDir, safeDirName(ep.FQDN))}
-		if err := r.start(e); err != nil {
-			r.Stop()
-			return nil, err
+		e := &endpoint{Endpoint: Endpoint{Endpoint: ep}, addr: addr}
+		if ep.Kind == sim.KindServer {
+			e.journalDir = filepath.Join(journalDir, safeDirName(ep.FQDN))
 		}
 		r.endpoints = append(r.endpoints, e)
 		r.byFQDN[strings.ToLower(ep.FQDN)] = e
 	}
+	// The servers first: an alias hands connections to their bound addresses.
+	for _, kind := range []string{sim.KindServer, sim.KindPool} {
+		for _, e := range r.endpoints {
+			if e.Kind != kind {
+				continue
+			}
+			if err := r.startLocked(e); err != nil {
+				r.Stop()
+				return nil, err
+			}
+		}
+	}
+	// The caller's ctx ending is a Stop, so journals are closed either way.
+	go func() {
+		<-base.Done()
+		r.Stop()
+	}()
 	return r, nil
 }
 
 // Deployment returns the simulated deployment.
 func (r *SimRunner) Deployment() *sim.Deployment { return r.d }
 
-// Endpoints maps each endpoint's FQDN to its agent's base URL.
+// Endpoints maps each endpoint's FQDN to its base URL: a server's agent, or a pool's alias.
 func (r *SimRunner) Endpoints() map[string]string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -162,7 +201,7 @@ func (r *SimRunner) Endpoints() map[string]string {
 	return out
 }
 
-// List returns the endpoints in the deployment's order: pools, then servers.
+// List returns the endpoints in the deployment's order: pool aliases, then servers.
 func (r *SimRunner) List() []Endpoint {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -173,41 +212,76 @@ func (r *SimRunner) List() []Endpoint {
 	return out
 }
 
-// StopEndpoint stops one endpoint's agent as if its process died: the listener closes (clients get
-// connection refused), operations in flight are cut short and the journal is closed.
+// lookup finds an endpoint; called with r.mu held.
+func (r *SimRunner) lookup(fqdn string) (*endpoint, error) {
+	e, ok := r.byFQDN[strings.ToLower(strings.TrimSuffix(fqdn, "."))]
+	if !ok {
+		return nil, fmt.Errorf("%w: the simulated deployment serves no agent or alias %q", lync.ErrNotFound, fqdn)
+	}
+	if r.stopped {
+		return nil, fmt.Errorf("%w: the simulated agents are stopped", lync.ErrUnavailable)
+	}
+	return e, nil
+}
+
+// RestartAgent kills the agent of Front End server fqdn, as a process killed without warning
+// (its connections cut, its operations cancelled at once and recorded so in its journal, the
+// journal closed), and starts it again on the same address and journal directory. The deployment
+// goes on meanwhile: a Bootstrapper.exe run the agent started carries on (the new agent finds it
+// through RunningBootstrap); any other operation it was running is cut short and changes nothing.
+// A stopped agent is just started.
+func (r *SimRunner) RestartAgent(fqdn string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, err := r.lookup(fqdn)
+	if err != nil {
+		return err
+	}
+	if e.Kind != sim.KindServer {
+		return fmt.Errorf("%w: %s is a pool alias (its DNS name), not an agent; restart one of its Front End servers' agents", sim.ErrInvalid, e.FQDN)
+	}
+	r.stopLocked(e, 0)
+	return r.startLocked(e)
+}
+
+// StopEndpoint kills a server's agent as RestartAgent does, and leaves it stopped: its address
+// refuses connections (and an alias that picks it closes the client's connection). For a pool
+// alias, the pool's name stops answering: the alias's listener closes and its connections are cut.
 func (r *SimRunner) StopEndpoint(fqdn string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e, ok := r.byFQDN[strings.ToLower(fqdn)]
-	if !ok {
-		return fmt.Errorf("simrun: no endpoint %q", fqdn)
+	e, err := r.lookup(fqdn)
+	if err != nil {
+		return err
 	}
-	if e.server != nil {
-		e.server.stop(0)
-		e.server = nil
-	}
+	r.stopLocked(e, 0)
 	return nil
 }
 
-// StartEndpoint starts a stopped endpoint's agent again on the same address and journal; the
-// journal reports what the stop cut short as Failed and retryable.
+// StartEndpoint starts a stopped endpoint again on the same address (and, for an agent, the same
+// journal: what the kill cut short is reported as the agent reports interrupted operations). A
+// running endpoint is left alone.
 func (r *SimRunner) StartEndpoint(fqdn string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e, ok := r.byFQDN[strings.ToLower(fqdn)]
-	if !ok {
-		return fmt.Errorf("simrun: no endpoint %q", fqdn)
+	e, err := r.lookup(fqdn)
+	if err != nil {
+		return err
 	}
-	if e.server != nil {
+	if e.running() {
 		return nil
 	}
-	return r.start(e)
+	return r.startLocked(e)
 }
 
-// ServeAdmin serves sim.AdminHandler on addr behind the same mutual TLS and returns its URL.
+// ServeAdmin serves sim.AdminHandler on addr behind the same mutual TLS, with one more route,
+// POST /sim/v1/agents/{fqdn}/restart (RestartAgent), and returns its URL.
 func (r *SimRunner) ServeAdmin(addr string) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.stopped {
+		return "", errors.New("simrun: stopped")
+	}
 	if r.admin != nil {
 		return "", errors.New("simrun: the admin API is already served")
 	}
@@ -215,37 +289,66 @@ func (r *SimRunner) ServeAdmin(addr string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("listen %s for the sim admin API: %w", addr, err)
 	}
-	r.admin = r.serve(&gatedListener{Listener: ln}, sim.AdminHandler(r.d), nil, nil)
+	h := sim.AdminHandler(r.d, sim.AdminRoute{
+		Pattern: RestartRoute,
+		Do:      func(req *http.Request) error { return r.RestartAgent(req.PathValue("fqdn")) },
+	})
+	r.admin = r.serve(&gatedListener{Listener: ln}, h, nil, nil)
 	return urlFor(ln.Addr()), nil
 }
 
-// Stop stops every agent and the admin API. It is safe to call more than once.
-func (r *SimRunner) Stop() {
+// Stop stops every agent, alias and the admin API; agents give their running operations a
+// little grace, as a service that is stopped (not killed) does. It is safe to call more than once
+// and from several goroutines; every call returns once everything is stopped.
+func (r *SimRunner) Stop() { r.stopOnce.Do(r.stop) }
+
+func (r *SimRunner) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	admin := r.admin
+	r.admin = nil
+	r.mu.Unlock()
+	// The admin API first, and without r.mu: a restart it is serving needs the lock to finish.
+	if admin != nil {
+		admin.stop(0)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	// In parallel: each agent may give its running operations a little grace.
 	var wg sync.WaitGroup
 	for _, e := range r.endpoints {
-		if e.server != nil {
-			wg.Add(1)
-			go func(s *server) {
-				defer wg.Done()
-				s.stop(2 * time.Second)
-			}(e.server)
-			e.server = nil
-		}
+		wg.Add(1)
+		go func(e *endpoint) {
+			defer wg.Done()
+			r.stopLocked(e, 2*time.Second)
+		}(e)
 	}
 	wg.Wait()
-	if r.admin != nil {
-		r.admin.stop(0)
-		r.admin = nil
-	}
 	r.cancel()
 }
 
-// start opens e's journal and listener and serves its agent; called with r.mu held or before r
-// is shared.
-func (r *SimRunner) start(e *endpoint) error {
+// stopLocked stops e if it runs; called with r.mu held (or, in stop, on distinct endpoints).
+func (r *SimRunner) stopLocked(e *endpoint, grace time.Duration) {
+	if e.agent != nil {
+		e.agent.stop(grace)
+		e.agent = nil
+	}
+	if e.alias != nil {
+		e.alias.stop()
+		e.alias = nil
+	}
+}
+
+// startLocked starts e; called with r.mu held or before r is shared.
+func (r *SimRunner) startLocked(e *endpoint) error {
+	if e.Kind == sim.KindPool {
+		return r.startAlias(e)
+	}
+	return r.startAgent(e)
+}
+
+// startAgent opens e's journal and listener and serves its agent, with a new backend view: a new
+// agent process.
+func (r *SimRunner) startAgent(e *endpoint) error {
 	backend, err := r.d.Backend(e.FQDN)
 	if err != nil {
 		return err
@@ -262,6 +365,9 @@ func (r *SimRunner) start(e *endpoint) error {
 	}
 	ln, err := net.Listen("tcp", e.addr)
 	if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 0)
+		_ = h.Close(ctx)
+		cancel()
 		j.Close()
 		return fmt.Errorf("listen %s for %s %s: %w", e.addr, e.Kind, e.FQDN, err)
 	}
@@ -269,8 +375,81 @@ func (r *SimRunner) start(e *endpoint) error {
 	e.URL = urlFor(ln.Addr())
 	fqdn := e.FQDN
 	gated := &gatedListener{Listener: ln, reachable: func() bool { return r.d.Reachable(fqdn) }}
-	e.server = r.serve(gated, h, h, j)
+	e.agent = r.serve(gated, h, h, j)
 	return nil
+}
+
+// startAlias serves the pool alias e.
+func (r *SimRunner) startAlias(e *endpoint) error {
+	servers, err := r.d.Servers(e.FQDN)
+	if err != nil {
+		return err
+	}
+	var targets []string
+	for _, s := range servers {
+		se, ok := r.byFQDN[strings.ToLower(s)]
+		if !ok || se.addr == "" {
+			return fmt.Errorf("simrun: pool %s: server %s has no agent address", e.FQDN, s)
+		}
+		targets = append(targets, se.addr)
+	}
+	ln, err := net.Listen("tcp", e.addr)
+	if err != nil {
+		return fmt.Errorf("listen %s for the alias of pool %s: %w", e.addr, e.FQDN, err)
+	}
+	e.addr = ln.Addr().String()
+	e.URL = urlFor(ln.Addr())
+	pool := e.FQDN
+	a := &alias{
+		ln:      &gatedListener{Listener: ln, reachable: func() bool { return r.d.Reachable(pool) }},
+		targets: targets,
+		done:    make(chan struct{}),
+	}
+	go a.serve()
+	e.alias = a
+	return nil
+}
+
+func (a *alias) serve() {
+	defer close(a.done)
+	for {
+		c, err := a.ln.Accept()
+		if err != nil {
+			return
+		}
+		a.proxies.Add(1)
+		go func() {
+			defer a.proxies.Done()
+			a.proxy(c)
+		}()
+	}
+}
+
+// proxy hands one client connection to a Front End picked at random, uniformly among all the
+// pool's servers, as a DNS round robin answer would. When that server's agent is stopped or does
+// not answer, the client's connection is closed, as a dead host's would be.
+func (a *alias) proxy(c net.Conn) {
+	target := a.targets[rand.IntN(len(a.targets))]
+	up, err := net.DialTimeout("tcp", target, aliasDialTimeout)
+	if err != nil {
+		c.Close()
+		return
+	}
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+	<-done // either side ended: end both
+	c.Close()
+	up.Close()
+	<-done
+}
+
+// stop closes the alias and cuts its connections.
+func (a *alias) stop() {
+	a.ln.kill()
+	a.ln.Close()
+	<-a.done
+	a.proxies.Wait()
 }
 
 // serve runs agent.Serve on ln until the server is stopped.
@@ -286,17 +465,18 @@ func (r *SimRunner) serve(ln *gatedListener, h http.Handler, ah *agent.Handler, 
 	return s
 }
 
-// stop ends a server abruptly, as a process that dies: connections are cut, then operations
-// still running get grace to finish before they are cancelled, then the journal closes.
+// stop ends a server as a process that dies: connections are cut and new ones dropped at once,
+// then operations still running get grace (none for a kill) before they are cancelled and
+// recorded so, then the journal closes.
 func (s *server) stop(grace time.Duration) {
-	s.ln.closeAll()
+	s.ln.kill()
 	s.cancel()
-	<-s.done
 	if s.handler != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), grace)
 		_ = s.handler.Close(ctx)
 		cancel()
 	}
+	<-s.done
 	if s.journal != nil {
 		_ = s.journal.Close()
 	}

@@ -3,6 +3,7 @@ package simrun
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -18,29 +19,44 @@ import (
 
 	"github.com/lync-dr/poolpair-operator/internal/agentclient"
 	"github.com/lync-dr/poolpair-operator/internal/devcerts"
+	"github.com/lync-dr/poolpair-operator/internal/lync"
 	"github.com/lync-dr/poolpair-operator/internal/lync/sim"
 	"github.com/lync-dr/poolpair-operator/internal/protocol"
 )
 
+// deploymentYAML: pool01 has two Front Ends, pool02 one; both pools have an alias.
 const deploymentYAML = `
 product: lync2013
 sites: [Redmond, Dublin]
 cms: {pool: pool01.contoso.com}
-durations: {pairPools: 0s, bootstrap: 1h, startBackupService: 0s, syncBackup: 0s, syncInterval: 20s}
+durations: {pairPools: 1h, bootstrap: 1h, startBackupService: 0s, syncBackup: 0s, syncInterval: 20s}
 pools:
   - fqdn: pool01.contoso.com
     site: Redmond
     edition: Enterprise
     version: Lync Server 2013
+    listen: 127.0.0.1:0
     servers:
       - fqdn: fe01.pool01.contoso.com
+      - fqdn: fe02.pool01.contoso.com
   - fqdn: pool02.contoso.com
     site: Dublin
     edition: Enterprise
     version: Lync Server 2013
+    listen: 127.0.0.1:0
     servers:
       - fqdn: fe01.pool02.contoso.com
 `
+
+const (
+	pool01 = "pool01.contoso.com"
+	pool02 = "pool02.contoso.com"
+	fe1p1  = "fe01.pool01.contoso.com"
+	fe2p1  = "fe02.pool01.contoso.com"
+	fe1p2  = "fe01.pool02.contoso.com"
+)
+
+var t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 
 var (
 	certsOnce sync.Once
@@ -61,10 +77,12 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 func anyPort(sim.Endpoint) string { return "127.0.0.1:0" }
 
-func startTestSim(t *testing.T) (*SimRunner, *agentclient.Client) {
+// startTestSim serves deploymentYAML on a fake clock.
+func startTestSim(t *testing.T) (*SimRunner, *agentclient.Client, *sim.FakeClock) {
 	t.Helper()
 	b := testCerts(t)
-	d, err := sim.Parse([]byte(deploymentYAML))
+	clk := sim.NewFakeClock(t0)
+	d, err := sim.Parse([]byte(deploymentYAML), sim.WithClock(clk))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,47 +91,179 @@ func startTestSim(t *testing.T) (*SimRunner, *agentclient.Client) {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.Stop)
-	c, err := agentclient.New(agentclient.Config{CertPEM: b.ClientCertPEM, KeyPEM: b.ClientKeyPEM, CAPEM: b.CACertPEM, Timeout: 2 * time.Second})
+	return r, newClient(t), clk
+}
+
+func newClient(t *testing.T) *agentclient.Client {
+	t.Helper()
+	b := testCerts(t)
+	c, err := agentclient.New(agentclient.Config{CertPEM: b.ClientCertPEM, KeyPEM: b.ClientKeyPEM, CAPEM: b.CACertPEM, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.CloseIdleConnections)
-	return r, c
+	return c
 }
 
-func TestEveryEndpointServesItsOwnAgent(t *testing.T) {
-	r, c := startTestSim(t)
+// activeConns is the number of open connections of a server's agent.
+func (r *SimRunner) activeConns(fqdn string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.byFQDN[fqdn]
+	if e == nil || e.agent == nil {
+		return 0
+	}
+	e.agent.ln.mu.Lock()
+	defer e.agent.ln.mu.Unlock()
+	return len(e.agent.ln.conns)
+}
+
+// freshInfo asks url for /v1/info over a new connection (no keep-alive: each request is one
+// connection, so each goes through the alias's pick).
+func freshInfo(t *testing.T, url string) (protocol.Info, error) {
+	t.Helper()
+	tlsCfg, err := clientTLS(testCerts(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	resp, err := hc.Get(url + "/v1/info")
+	if err != nil {
+		return protocol.Info{}, err
+	}
+	defer resp.Body.Close()
+	var info protocol.Info
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
+		return protocol.Info{}, err
+	}
+	return info, nil
+}
+
+func TestEveryServerServesItsOwnAgent(t *testing.T) {
+	r, c, _ := startTestSim(t)
 	eps := r.Endpoints()
-	if len(eps) != 4 {
+	if len(eps) != 5 {
 		t.Fatalf("endpoints %v", eps)
 	}
-	want := map[string]protocol.Info{
-		"pool01.contoso.com":      {PoolFQDN: "pool01.contoso.com"},
-		"pool02.contoso.com":      {PoolFQDN: "pool02.contoso.com"},
-		"fe01.pool01.contoso.com": {ServerFQDN: "fe01.pool01.contoso.com", PoolFQDN: "pool01.contoso.com"},
-		"fe01.pool02.contoso.com": {ServerFQDN: "fe01.pool02.contoso.com", PoolFQDN: "pool02.contoso.com"},
-	}
-	for fqdn, w := range want {
-		info, err := c.Info(t.Context(), eps[fqdn])
+	for _, fe := range []struct{ server, pool string }{{fe1p1, pool01}, {fe2p1, pool01}, {fe1p2, pool02}} {
+		info, err := c.Info(t.Context(), eps[fe.server])
 		if err != nil {
-			t.Fatalf("%s: %v", fqdn, err)
+			t.Fatalf("%s: %v", fe.server, err)
 		}
-		if info.ServerFQDN != w.ServerFQDN || info.PoolFQDN != w.PoolFQDN || info.Backend != "sim" || info.AgentVersion != "test" {
-			t.Errorf("%s answered %+v", fqdn, info)
+		if info.ServerFQDN != fe.server || info.PoolFQDN != fe.pool || info.Backend != "sim" || info.AgentVersion != "test" {
+			t.Errorf("%s answered %+v", fe.server, info)
 		}
 	}
-	if l := r.List(); l[0].Kind != sim.KindPool || l[3].Kind != sim.KindServer {
+	// A pool's alias is not an agent: whoever answers is one of its Front Ends.
+	info, err := c.Info(t.Context(), eps[pool02])
+	if err != nil || info.ServerFQDN != fe1p2 {
+		t.Errorf("pool02's alias: %+v, %v", info, err)
+	}
+	l := r.List()
+	if l[0].Kind != sim.KindPool || l[0].FQDN != pool01 || l[1].Kind != sim.KindPool || l[2].Kind != sim.KindServer || l[4].FQDN != fe1p2 {
 		t.Errorf("List order %+v", l)
+	}
+	// One journal per server, none per alias.
+	if err := r.RestartAgent(pool01); !errors.Is(err, sim.ErrInvalid) {
+		t.Errorf("RestartAgent(pool) = %v", err)
+	}
+	if err := r.RestartAgent("fe09.pool01.contoso.com"); !errors.Is(err, lync.ErrNotFound) {
+		t.Errorf("RestartAgent(unknown) = %v", err)
+	}
+}
+
+// TestAliasSpreadsConnections: like DNS round robin, the pool alias hands each connection to a
+// Front End of the pool picked at random; every server of the pool gets some, no other server any.
+func TestAliasSpreadsConnections(t *testing.T) {
+	r, _, _ := startTestSim(t)
+	alias := r.Endpoints()[pool01]
+	seen := map[string]int{}
+	for range 40 {
+		info, err := freshInfo(t, alias)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.PoolFQDN != pool01 {
+			t.Fatalf("pool01's alias reached %+v", info)
+		}
+		seen[info.ServerFQDN]++
+	}
+	t.Logf("connections per server: %v", seen)
+	if len(seen) != 2 || seen[fe1p1] == 0 || seen[fe2p1] == 0 {
+		t.Errorf("connections per server %v: want both Front Ends of pool01", seen)
+	}
+}
+
+// TestAliasClosesConnectionToDeadServer: the alias knows nothing of liveness. When the server it
+// picks is stopped or unreachable, the client's connection is closed, as a dead host's would be;
+// the other server still answers the connections that go to it.
+func TestAliasClosesConnectionToDeadServer(t *testing.T) {
+	r, _, _ := startTestSim(t)
+	alias := r.Endpoints()[pool01]
+	try := func(what, dead string) {
+		t.Helper()
+		failed, answered := 0, 0
+		for range 40 {
+			info, err := freshInfo(t, alias)
+			if err != nil {
+				failed++
+				continue
+			}
+			answered++
+			if info.ServerFQDN == dead {
+				t.Fatalf("%s: %s answered through the alias", what, dead)
+			}
+		}
+		t.Logf("%s: %d connections closed, %d answered", what, failed, answered)
+		if failed == 0 || answered == 0 {
+			t.Errorf("%s: %d closed, %d answered; want some of each (the alias picks either server)", what, failed, answered)
+		}
+	}
+	if err := r.StopEndpoint(fe2p1); err != nil {
+		t.Fatal(err)
+	}
+	try("fe02 stopped", fe2p1)
+	if err := r.StartEndpoint(fe2p1); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Deployment().SetUnreachable(fe1p1, true); err != nil {
+		t.Fatal(err)
+	}
+	try("fe01 unreachable", fe1p1)
+	if err := r.Deployment().SetUnreachable(fe1p1, false); err != nil {
+		t.Fatal(err)
+	}
+	// The pool's own name can be made to fail, or be stopped.
+	if err := r.Deployment().SetUnreachable(pool01, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := freshInfo(t, alias); err == nil {
+		t.Error("unreachable alias answered")
+	}
+	if err := r.Deployment().SetUnreachable(pool01, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.StopEndpoint(pool01); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := freshInfo(t, alias); err == nil {
+		t.Error("stopped alias answered")
+	}
+	if err := r.StartEndpoint(pool01); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := freshInfo(t, alias); err != nil {
+		t.Errorf("alias started again: %v", err)
 	}
 }
 
 func TestUnreachableEndpointDropsConnections(t *testing.T) {
-	r, c := startTestSim(t)
-	ep := r.Endpoints()["fe01.pool01.contoso.com"]
+	r, c, _ := startTestSim(t)
+	ep := r.Endpoints()[fe1p1]
 	if _, err := c.Info(t.Context(), ep); err != nil { // leaves a kept-alive connection
 		t.Fatal(err)
 	}
-	if err := r.Deployment().SetUnreachable("fe01.pool01.contoso.com", true); err != nil {
+	if err := r.Deployment().SetUnreachable(fe1p1, true); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 { // the kept-alive connection, then a new one
@@ -124,10 +274,10 @@ func TestUnreachableEndpointDropsConnections(t *testing.T) {
 		}
 	}
 	// Other endpoints are unaffected.
-	if _, err := c.Info(t.Context(), r.Endpoints()["fe01.pool02.contoso.com"]); err != nil {
+	if _, err := c.Info(t.Context(), r.Endpoints()[fe1p2]); err != nil {
 		t.Errorf("other server: %v", err)
 	}
-	if err := r.Deployment().SetUnreachable("fe01.pool01.contoso.com", false); err != nil {
+	if err := r.Deployment().SetUnreachable(fe1p1, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Info(t.Context(), ep); err != nil {
@@ -135,42 +285,182 @@ func TestUnreachableEndpointDropsConnections(t *testing.T) {
 	}
 }
 
-// TestStoppedAgentComesBackWithItsJournal: an agent stopped mid-Bootstrap refuses connections,
-// and once started again reports that Bootstrap as interrupted and retryable.
-func TestStoppedAgentComesBackWithItsJournal(t *testing.T) {
-	r, c := startTestSim(t)
-	const fe = "fe01.pool02.contoso.com"
-	ep := r.Endpoints()[fe]
+// TestBootstrapperSurvivesAgentRestart: an agent killed while Bootstrapper runs comes back on the
+// same address with the same journal; the run goes on meanwhile, no second run starts, and the new
+// agent (through RunningBootstrap) reports the run's own result for the operation.
+func TestBootstrapperSurvivesAgentRestart(t *testing.T) {
+	r, c, clk := startTestSim(t)
+	d := r.Deployment()
+	ep := r.Endpoints()[fe1p1]
 	if _, err := c.StartOperation(t.Context(), ep, protocol.OperationRequest{ID: "boot-1", Kind: protocol.KindBootstrap}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.StopEndpoint(fe); err != nil {
+	if err := clk.WaitForWaiters(t.Context(), 1); err != nil { // Bootstrapper runs
 		t.Fatal(err)
 	}
-	if _, err := c.Info(t.Context(), ep); !errors.Is(err, agentclient.ErrUnavailable) {
-		t.Fatalf("stopped agent: %v", err)
-	}
-	if err := r.StartEndpoint(fe); err != nil {
+	// A long-poll in flight when the agent dies gets no answer: its connection is cut. (A client
+	// of its own: a fresh connection, which the transport does not retry on.)
+	c2 := newClient(t)
+	n0 := r.activeConns(fe1p1)
+	polled := make(chan error, 1)
+	go func() {
+		_, err := c2.WaitOperation(t.Context(), ep, "boot-1", 30*time.Second)
+		polled <- err
+	}()
+	waitFor(t, "the long-poll's connection", func() bool { return r.activeConns(fe1p1) > n0 })
+	if err := r.RestartAgent(fe1p1); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.Endpoints()[fe]; got != ep {
+	select {
+	case err := <-polled:
+		if !errors.Is(err, agentclient.ErrUnavailable) {
+			t.Errorf("long-poll across the kill = %v, want the connection cut", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the long-poll was not cut by the kill")
+	}
+	if got := r.Endpoints()[fe1p1]; got != ep {
 		t.Errorf("restarted on %s, was %s", got, ep)
 	}
+	if got := d.Snapshot().Bootstrapping; len(got) != 1 || got[0] != fe1p1 {
+		t.Fatalf("bootstrapping after the restart: %v", got)
+	}
 	op, err := c.Operation(t.Context(), ep, "boot-1")
+	if err != nil || op.State != protocol.StateRunning {
+		t.Fatalf("boot-1 after the restart = %+v, %v; want Running (the run goes on)", op, err)
+	}
+	// Asking for another run, under a new id, starts none.
+	if op2, err := c.StartOperation(t.Context(), ep, protocol.OperationRequest{ID: "boot-2", Kind: protocol.KindBootstrap}); err == nil {
+		op2, err = c.AwaitDone(t.Context(), ep, "boot-2")
+		if err != nil || op2.State != protocol.StateFailed {
+			t.Errorf("second Bootstrap = %+v, %v; want refused", op2, err)
+		}
+	} else if !errors.Is(err, agentclient.ErrConflict) {
+		t.Errorf("second Bootstrap = %v; want a conflict", err)
+	}
+	if n := clk.Waiters(); n != 1 {
+		t.Errorf("%d runs in progress, want 1", n)
+	}
+	clk.Step(time.Hour) // the run ends
+	op, err = c.AwaitDone(t.Context(), ep, "boot-1")
+	if err != nil || op.State != protocol.StateSucceeded || !strings.Contains(op.Message, "Bootstrapper.exe succeeded") {
+		t.Fatalf("boot-1 = %+v, %v; want the run's own success", op, err)
+	}
+	srv, err := c.Server(t.Context(), ep)
+	if err != nil || srv.LastBootstrap == nil || !srv.LastBootstrap.Succeeded {
+		t.Errorf("server after the run = %+v, %v", srv, err)
+	}
+	tl := d.Timeline()
+	boots := 0
+	for _, x := range tl {
+		if x.Kind == string(protocol.KindBootstrap) {
+			boots++
+			if x.Outcome != sim.OutcomeSucceeded {
+				t.Errorf("run %+v", x)
+			}
+		}
+	}
+	if boots != 1 || len(sim.Duplicates(tl)) != 0 {
+		t.Errorf("%d Bootstrapper runs, duplicates %v", boots, sim.Duplicates(tl))
+	}
+}
+
+// TestRestartCutsOtherOperations: anything but Bootstrapper dies with the agent, changes nothing,
+// and is reported failed and retryable.
+func TestRestartCutsOtherOperations(t *testing.T) {
+	r, c, clk := startTestSim(t)
+	d := r.Deployment()
+	ep := r.Endpoints()[fe2p1]
+	req := protocol.OperationRequest{ID: "pair-1", Kind: protocol.KindPairPools, Params: json.RawMessage(`{"primaryFqdn":"pool01.contoso.com","backupFqdn":"pool02.contoso.com"}`)}
+	if _, err := c.StartOperation(t.Context(), ep, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := clk.WaitForWaiters(t.Context(), 1); err != nil { // publishing
+		t.Fatal(err)
+	}
+	if err := r.RestartAgent(fe2p1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(2 * time.Hour) // long past the publish; the abandoned one must not land
+	op, err := c.AwaitDone(t.Context(), ep, "pair-1")
+	if err != nil || op.State != protocol.StateFailed || !op.Retryable || !strings.Contains(op.Message, "interrupted") {
+		t.Errorf("pair-1 after the restart = %+v, %v", op, err)
+	}
+	for _, p := range d.Snapshot().Pools {
+		if p.BackupPool != "" {
+			t.Errorf("%s paired by an operation the kill cut short", p.FQDN)
+		}
+	}
+	if tl := d.Timeline(); len(tl) != 1 || tl[0].Outcome != sim.OutcomeInterrupted || tl[0].Server != fe2p1 {
+		t.Errorf("timeline %+v", tl)
+	}
+}
+
+func TestRestartAgentOnTheAdminAPI(t *testing.T) {
+	r, c, _ := startTestSim(t)
+	admin, err := r.ServeAdmin("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if op.State != protocol.StateFailed || !op.Retryable || !strings.Contains(op.Message, "interrupted") {
-		t.Errorf("after restart: %+v", op)
+	tlsCfg, err := clientTLS(testCerts(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}, Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	ep := r.Endpoints()[fe1p2]
+	if _, err := c.Info(t.Context(), ep); err != nil { // a kept-alive connection the restart cuts
+		t.Fatal(err)
+	}
+	post := func(path string) (int, string) {
+		t.Helper()
+		resp, err := hc.Post(admin+path, "application/json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post(sim.AdminPrefix + "/agents/" + fe1p2 + "/restart"); code != 200 || !strings.Contains(body, `"timeline"`) {
+		t.Fatalf("restart: %d %s", code, body)
+	}
+	if info, err := c.Info(t.Context(), ep); err != nil || info.ServerFQDN != fe1p2 {
+		t.Errorf("after the restart: %+v, %v", info, err)
+	}
+	for path, want := range map[string]int{
+		"/agents/fe09.pool01.contoso.com/restart": 404,
+		"/agents/" + pool01 + "/restart":          400,
+	} {
+		if code, body := post(sim.AdminPrefix + path); code != want || !strings.Contains(body, `"code"`) {
+			t.Errorf("%s: %d %s, want %d", path, code, body, want)
+		}
+	}
+	// The sim's own routes are still there.
+	if code, body := post(sim.AdminPrefix + "/servers/" + fe1p1 + "/stop-backup-service"); code != 409 {
+		t.Errorf("stop-backup-service: %d %s", code, body)
+	}
+}
+
+// waitFor polls a condition of another goroutine's making (real time only synchronizes; the
+// sim's time stays on its fake clock).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
 func TestPortInUseStopsEverything(t *testing.T) {
 	b := testCerts(t)
-	// Four free addresses; the third stays taken.
+	// Five free addresses (two aliases, three servers); the third, fe01.pool01's, stays taken.
 	var addrs []string
 	var busy net.Listener
-	for i := range 4 {
+	for i := range 5 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -240,6 +530,7 @@ func TestRunSimPrintsEndpointsAndServesAdmin(t *testing.T) {
 		`^pool   pool01\.contoso\.com  https://127\.0\.0\.1:\d+$`,
 		`^pool   pool02\.contoso\.com  https://127\.0\.0\.1:\d+$`,
 		`^server fe01\.pool01\.contoso\.com \(pool01\.contoso\.com\)  https://127\.0\.0\.1:\d+$`,
+		`^server fe02\.pool01\.contoso\.com \(pool01\.contoso\.com\)  https://127\.0\.0\.1:\d+$`,
 		`^server fe01\.pool02\.contoso\.com \(pool02\.contoso\.com\)  https://127\.0\.0\.1:\d+$`,
 		`^admin  https://127\.0\.0\.1:\d+$`,
 		`^ready$`,
@@ -253,7 +544,7 @@ func TestRunSimPrintsEndpointsAndServesAdmin(t *testing.T) {
 			t.Errorf("line %d %q does not match %s", i, got[i], re)
 		}
 	}
-	adminURL := strings.TrimPrefix(got[4], "admin  ")
+	adminURL := strings.TrimPrefix(got[5], "admin  ")
 	tlsCfg, err := clientTLS(b)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/lync-dr/poolpair-operator/internal/lync"
 	"github.com/lync-dr/poolpair-operator/internal/protocol"
@@ -26,10 +27,44 @@ const AdminPrefix = "/sim/v1"
 //	POST /sim/v1/pools/{fqdn}/export-error              {"module": "", "on": true}  ("" = all modules)
 //	POST /sim/v1/pools/{fqdn}/import-error              {"module": "", "on": true}
 //	POST /sim/v1/pools/{fqdn}/backup-pool               {"backupPool": "pool03.contoso.com"} ("" unpairs that side)
+//	POST /sim/v1/reads                                  {"latency": "2s", "waitForWrites": true} (either may be left out)
 //
-// Errors are protocol.Error bodies: 400 Invalid, 404 NotFound, 409 Conflict, 503 Unavailable.
-func AdminHandler(d *Deployment) http.Handler {
+// plus the extra routes given (simrun adds POST /sim/v1/agents/{fqdn}/restart). Errors are
+// protocol.Error bodies: 400 Invalid, 404 NotFound, 409 Conflict, 503 Unavailable.
+func AdminHandler(d *Deployment, extra ...AdminRoute) http.Handler {
 	mux := http.NewServeMux()
+	for _, r := range extra {
+		mux.HandleFunc(r.Pattern, func(w http.ResponseWriter, req *http.Request) {
+			if err := decodeBody(req, nil); err != nil {
+				writeError(w, err)
+				return
+			}
+			answer(w, d, r.Do(req))
+		})
+	}
+	mux.HandleFunc("POST "+AdminPrefix+"/reads", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Latency       *string `json:"latency"`
+			WaitForWrites *bool   `json:"waitForWrites"`
+		}
+		if err := decodeBody(r, &body); err != nil {
+			writeError(w, err)
+			return
+		}
+		latency, wait := d.Reads()
+		if body.Latency != nil {
+			v, err := time.ParseDuration(*body.Latency)
+			if err != nil {
+				writeError(w, fmt.Errorf("%w: latency: %q is not a Go duration (like 500ms or 2s)", ErrInvalid, *body.Latency))
+				return
+			}
+			latency = v
+		}
+		if body.WaitForWrites != nil {
+			wait = *body.WaitForWrites
+		}
+		answer(w, d, d.SetReads(latency, wait))
+	})
 	mux.HandleFunc("GET "+AdminPrefix+"/state", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.Snapshot())
 	})
@@ -114,6 +149,15 @@ func AdminHandler(d *Deployment) http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// AdminRoute is one more admin route, served like the others: the body must be empty or {},
+// errors are protocol.Error bodies, and a success answers 200 with the State.
+type AdminRoute struct {
+	// Pattern is a net/http pattern with its method, e.g. "POST /sim/v1/agents/{fqdn}/restart".
+	Pattern string
+	// Do carries the request out.
+	Do func(r *http.Request) error
 }
 
 // statusRecorder captures what ServeMux's built-in 404/405 handlers would write.

@@ -134,7 +134,7 @@ func TestAdminHandler(t *testing.T) {
 	t.Run("endpoints", func(t *testing.T) {
 		rec := call("GET", "/sim/v1/endpoints", "")
 		var eps []Endpoint
-		if err := json.Unmarshal(rec.Body.Bytes(), &eps); err != nil || len(eps) != 12 || eps[0].FQDN != pool01 {
+		if err := json.Unmarshal(rec.Body.Bytes(), &eps); err != nil || len(eps) != 8 || eps[0].FQDN != pool01 || eps[0].Kind != KindPool || eps[1].Kind != KindServer {
 			t.Errorf("endpoints = %s (%v)", rec.Body, err)
 		}
 	})

@@ -4,18 +4,24 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lync-dr/poolpair-operator/internal/lync"
 	"github.com/lync-dr/poolpair-operator/internal/protocol"
 )
 
-// view is the deployment as seen from one endpoint: a Front End server, or a pool-level endpoint
-// (server empty) that can read and write the topology but runs nothing locally.
+// view is the deployment as seen from the agent process on one Front End server. Pool-level reads
+// and topology writes work from any server's view; the server-level steps act on its own server.
 type view struct {
 	d      *Deployment
 	server string
 	pool   string
+
+	mu sync.Mutex
+	// waiting counts this view's calls waiting for each Bootstrapper run: RunningBootstrap does
+	// not offer a run the calling process is already waiting for.
+	waiting map[*bootRun]int
 }
 
 var _ lync.Backend = (*view)(nil)
@@ -39,6 +45,8 @@ func (v *view) Identity(ctx context.Context) (lync.Identity, error) {
 	return lync.Identity{ServerFQDN: v.server, PoolFQDN: v.pool, Product: v.d.topo.product, Backend: "sim"}, nil
 }
 
+// Pool reads a pool's facts from any server (Get-CsPool reads the CMS replica). It pays the read
+// latency and, with readsWaitForWrites, waits while this server's agent runs a write.
 func (v *view) Pool(ctx context.Context, fqdn string) (protocol.Pool, error) {
 	if err := ctx.Err(); err != nil {
 		return protocol.Pool{}, err
@@ -47,11 +55,15 @@ func (v *view) Pool(ctx context.Context, fqdn string) (protocol.Pool, error) {
 	if err != nil {
 		return protocol.Pool{}, err
 	}
+	if err := v.d.beforeRead(ctx, v.server); err != nil {
+		return protocol.Pool{}, err
+	}
 	var out protocol.Pool
 	v.d.read(func(st *mutState, _ time.Time) { out = poolInfo(v.d.topo, st, name) })
 	return out, nil
 }
 
+// BackupStatus reads a direction's backup status from any server, as a read (see Pool).
 func (v *view) BackupStatus(ctx context.Context, poolFQDN string) (protocol.BackupStatus, error) {
 	if err := ctx.Err(); err != nil {
 		return protocol.BackupStatus{}, err
@@ -60,17 +72,21 @@ func (v *view) BackupStatus(ctx context.Context, poolFQDN string) (protocol.Back
 	if err != nil {
 		return protocol.BackupStatus{}, err
 	}
+	if err := v.d.beforeRead(ctx, v.server); err != nil {
+		return protocol.BackupStatus{}, err
+	}
 	var out protocol.BackupStatus
 	v.d.read(func(st *mutState, now time.Time) { out, _ = backupStatus(st, v.d.topo, name, now) })
 	return out, nil
 }
 
+// BackupService reads LYNCBACKUP on this server, as a read (see Pool).
 func (v *view) BackupService(ctx context.Context) (protocol.BackupService, error) {
 	if err := ctx.Err(); err != nil {
 		return protocol.BackupService{}, err
 	}
-	if v.server == "" {
-		return protocol.BackupService{}, fmt.Errorf("%w: %s is a pool endpoint; LYNCBACKUP runs on its Front End servers", lync.ErrNotFound, v.pool)
+	if err := v.d.beforeRead(ctx, v.server); err != nil {
+		return protocol.BackupService{}, err
 	}
 	var out protocol.BackupService
 	v.d.read(func(st *mutState, _ time.Time) { out = st.Servers[v.server].BackupService })
@@ -90,8 +106,8 @@ func (d *Deployment) lockTopology(ctx context.Context) (unlock func(), err error
 // PairPools sets each pool as the other's backup pool and publishes the topology after the
 // pairPools duration. It refuses (lync.ErrConflict) a pool paired with a third pool and pools of
 // different editions or versions; pools already paired with each other only get the voice settings
-// rewritten.
-func (v *view) PairPools(ctx context.Context, p protocol.PairPoolsParams) error {
+// rewritten. It is a write on this server's host for its whole call.
+func (v *view) PairPools(ctx context.Context, p protocol.PairPoolsParams) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -106,9 +122,12 @@ func (v *view) PairPools(ctx context.Context, p protocol.PairPoolsParams) error 
 	if err != nil {
 		return err
 	}
-	if err := v.d.count(protocol.KindPairPools, a); err != nil {
+	defer v.d.beginWrite(v.server)()
+	x, err := v.d.begin(protocol.KindPairPools, a, v.server)
+	if err != nil {
 		return err
 	}
+	defer func() { x.end(ctx, err) }()
 	unlock, err := v.d.lockTopology(ctx)
 	if err != nil {
 		return err
@@ -139,9 +158,9 @@ func (v *view) PairPools(ctx context.Context, p protocol.PairPoolsParams) error 
 		return err
 	}
 	// Check again: an administrator may have changed the topology out of band meanwhile.
-	return v.d.mutate(func(st *mutState, _ time.Time) error {
+	return x.commit(func(st *mutState, _ time.Time) (string, error) {
 		if _, err := check(st); err != nil {
-			return err
+			return "", err
 		}
 		st.Pools[a].BackupPool, st.Pools[b].BackupPool = b, a
 		st.Pools[a].VoiceFailover = nil
@@ -150,7 +169,7 @@ func (v *view) PairPools(ctx context.Context, p protocol.PairPoolsParams) error 
 			st.Pools[a].VoiceFailover = &vf
 		}
 		st.TopologyVersion++
-		return nil
+		return OutcomeSucceeded, nil
 	})
 }
 
@@ -163,7 +182,7 @@ func sameVoice(a, b *protocol.VoiceFailover) bool {
 
 // Unpair removes the association between the two pools (both sides) and publishes the topology.
 // Pools that are not paired are left alone; a pool paired with a third pool is a conflict.
-func (v *view) Unpair(ctx context.Context, p protocol.UnpairParams) error {
+func (v *view) Unpair(ctx context.Context, p protocol.UnpairParams) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -178,9 +197,12 @@ func (v *view) Unpair(ctx context.Context, p protocol.UnpairParams) error {
 	if a == b {
 		return fmt.Errorf("%w: a pool cannot be paired with itself", ErrInvalid)
 	}
-	if err := v.d.count(protocol.KindUnpair, a); err != nil {
+	defer v.d.beginWrite(v.server)()
+	x, err := v.d.begin(protocol.KindUnpair, a, v.server)
+	if err != nil {
 		return err
 	}
+	defer func() { x.end(ctx, err) }()
 	unlock, err := v.d.lockTopology(ctx)
 	if err != nil {
 		return err
@@ -205,52 +227,157 @@ func (v *view) Unpair(ctx context.Context, p protocol.UnpairParams) error {
 	if err := sleep(ctx, v.d.clock, v.d.topo.timing.PairPools); err != nil {
 		return err
 	}
-	return v.d.mutate(func(st *mutState, _ time.Time) error {
+	return x.commit(func(st *mutState, _ time.Time) (string, error) {
 		if _, err := check(st); err != nil {
-			return err
+			return "", err
 		}
 		for _, x := range []string{a, b} {
 			st.Pools[x].BackupPool = ""
 			st.Pools[x].VoiceFailover = nil
 		}
 		st.TopologyVersion++
-		return nil
+		return OutcomeSucceeded, nil
 	})
 }
 
-// Bootstrap runs Bootstrapper.exe: after the bootstrap duration it reconciles the server with the
-// published topology. Paired pool: LYNCBACKUP installed (Stopped if it was not installed before),
-// for the pool's current backup pool. Unpaired pool: LYNCBACKUP removed. Faults make it exit
-// non-zero first. A run cut short by ctx changes nothing.
+// bootRun is one Bootstrapper.exe run: a process of the deployment, not of the agent that
+// started it. done is closed when it has ended and its result is set.
+type bootRun struct {
+	server string
+	done   chan struct{}
+	res    lync.BootstrapResult
+	err    error
+}
+
+// Bootstrap starts Bootstrapper.exe on this server and waits for it. The run belongs to the
+// deployment: when ctx ends first, Bootstrap returns ctx.Err() but the run goes on, changes the
+// deployment as it would have, and RunningBootstrap finds it meanwhile. While a run is in progress
+// on the server (whoever started it), Bootstrap fails at once with lync.ErrConflict and starts
+// nothing. After the bootstrap duration a run reconciles the server with the published topology.
+// Paired pool: LYNCBACKUP installed (Stopped if it was not installed before), for the pool's
+// current backup pool. Unpaired pool: LYNCBACKUP removed. Faults make it exit non-zero first.
 func (v *view) Bootstrap(ctx context.Context) (lync.BootstrapResult, error) {
 	if err := ctx.Err(); err != nil {
 		return lync.BootstrapResult{}, err
 	}
-	if v.server == "" {
-		return lync.BootstrapResult{}, fmt.Errorf("%w: Bootstrapper.exe runs on a Front End server; %s is a pool endpoint", lync.ErrConflict, v.pool)
-	}
-	d := v.d
-	if err := d.count(protocol.KindBootstrap, v.server); err != nil {
+	if err := v.d.count(protocol.KindBootstrap, v.server); err != nil {
 		return lync.BootstrapResult{}, err
 	}
-	exe := bootstrapperPath[d.topo.product]
+	// This process waits for its run from before the run starts: RunningBootstrap never offers
+	// it the run it is waiting for.
+	run, err := v.d.startBootstrap(v.server, v.pool, v.hold)
+	if err != nil {
+		return lync.BootstrapResult{}, err
+	}
+	defer v.release(run)
+	return awaitRun(ctx, run)
+}
 
-	// One run at a time on a server, as the powershell backend does: a second run waits for the
-	// first (running two would make Windows Installer refuse the second with 1618).
-	sem := d.bootstrapping[v.server]
+// RunningBootstrap finds the Bootstrapper run in progress on this server, unless a Bootstrap call
+// of this view (this agent process) is already waiting for it.
+func (v *view) RunningBootstrap(ctx context.Context) (func(ctx context.Context) (lync.BootstrapResult, error), bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	v.d.ctl.Lock()
+	run := v.d.boots[v.server]
+	v.d.ctl.Unlock()
+	if run == nil {
+		return nil, false, nil
+	}
+	v.mu.Lock()
+	mine := v.waiting[run] > 0
+	v.mu.Unlock()
+	if mine {
+		return nil, false, nil
+	}
+	return func(ctx context.Context) (lync.BootstrapResult, error) {
+		v.hold(run)
+		defer v.release(run)
+		return awaitRun(ctx, run)
+	}, true, nil
+}
+
+// hold and release mark a call of this view waiting for run.
+func (v *view) hold(run *bootRun) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.waiting[run]++
+}
+
+func (v *view) release(run *bootRun) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.waiting[run]--; v.waiting[run] == 0 {
+		delete(v.waiting, run)
+	}
+}
+
+// awaitRun waits for run to end, or for ctx.
+func awaitRun(ctx context.Context, run *bootRun) (lync.BootstrapResult, error) {
 	select {
-	case sem <- struct{}{}:
+	case <-run.done:
+		return run.res, run.err
 	case <-ctx.Done():
 		return lync.BootstrapResult{}, ctx.Err()
 	}
-	defer func() { <-sem }()
+}
 
-	if err := sleep(ctx, d.clock, d.topo.timing.Bootstrap); err != nil {
-		return lync.BootstrapResult{}, err
+// startBootstrap starts a Bootstrapper run on server, or refuses when one is in progress there.
+// before is called with the run before it starts.
+func (d *Deployment) startBootstrap(server, pool string, before func(*bootRun)) (*bootRun, error) {
+	d.ctl.Lock()
+	if d.closed {
+		d.ctl.Unlock()
+		return nil, fmt.Errorf("%w: the simulated deployment is shut down", lync.ErrUnavailable)
+	}
+	if d.boots[server] != nil {
+		d.ctl.Unlock()
+		// Windows Installer would refuse a second one (1618); Bootstrapper checks first.
+		return nil, fmt.Errorf("%w: Bootstrapper.exe is already running on %s", lync.ErrConflict, server)
+	}
+	run := &bootRun{server: server, done: make(chan struct{})}
+	d.boots[server] = run
+	d.processes.Add(1)
+	d.ctl.Unlock()
+	x := &execution{d: d}
+	err := d.mutate(func(st *mutState, now time.Time) error {
+		x.index = appendExec(st, now, protocol.KindBootstrap, server, server)
+		return nil
+	})
+	if err != nil {
+		d.endBootstrap(run)
+		return nil, err
+	}
+	before(run)
+	go d.runBootstrap(run, x, pool)
+	return run, nil
+}
+
+// endBootstrap frees the server's slot, then tells the waiters: a caller that saw the run end can
+// start the next one at once.
+func (d *Deployment) endBootstrap(run *bootRun) {
+	d.ctl.Lock()
+	if d.boots[run.server] == run {
+		delete(d.boots, run.server)
+	}
+	d.ctl.Unlock()
+	close(run.done)
+	d.processes.Done()
+}
+
+func (d *Deployment) runBootstrap(run *bootRun, x *execution, pool string) {
+	defer d.endBootstrap(run)
+	server := run.server
+	exe := bootstrapperPath[d.topo.product]
+	if err := sleep(d.life, d.clock, d.topo.timing.Bootstrap); err != nil {
+		run.err = fmt.Errorf("%w: the simulated deployment shut down while Bootstrapper.exe ran on %s", lync.ErrUnavailable, server)
+		x.finish(OutcomeInterrupted)
+		return
 	}
 	var res lync.BootstrapResult
-	err := d.mutate(func(st *mutState, now time.Time) error {
-		sm, pm := st.Servers[v.server], st.Pools[v.pool]
+	err := x.commit(func(st *mutState, now time.Time) (string, error) {
+		sm, pm := st.Servers[server], st.Pools[pool]
 		switch {
 		case sm.Faults.BootstrapFailures > 0:
 			sm.Faults.BootstrapFailures--
@@ -259,7 +386,7 @@ func (v *view) Bootstrap(ctx context.Context) (lync.BootstrapResult, error) {
 				LogTail: strings.Join([]string{
 					"Checking prerequisites for Lync Server Backup Service...prerequisites satisfied.",
 					"Installing Lync Server Backup Service (LYNCBACKUP)...failure code 1603",
-					exe + ` failed. For details, see the log under %TEMP%\Bootstrap-` + v.server + ".html",
+					exe + ` failed. For details, see the log under %TEMP%\Bootstrap-` + server + ".html",
 				}, "\n"),
 			}
 		case sm.Faults.RebootRequired > 0:
@@ -267,7 +394,7 @@ func (v *view) Bootstrap(ctx context.Context) (lync.BootstrapResult, error) {
 			res = lync.BootstrapResult{
 				ExitCode:       exitRebootRequired,
 				RebootRequired: true,
-				LogTail:        "Installing prerequisites...success\nA restart is required to complete the installation. Restart " + v.server + " and run Bootstrapper.exe again.",
+				LogTail:        "Installing prerequisites...success\nA restart is required to complete the installation. Restart " + server + " and run Bootstrapper.exe again.",
 			}
 		default:
 			res = lync.BootstrapResult{Succeeded: true, BackupPool: pm.BackupPool}
@@ -282,7 +409,7 @@ func (v *view) Bootstrap(ctx context.Context) (lync.BootstrapResult, error) {
 				// longer needs, as it reconciles the machine with the topology.
 				sm.BackupService = protocol.BackupService{}
 				sm.BootstrappedFor = ""
-				res.LogTail = "No changes to Lync Server Backup Service: " + v.pool + " has no backup pool.\nBootstrapper.exe completed successfully."
+				res.LogTail = "No changes to Lync Server Backup Service: " + pool + " has no backup pool.\nBootstrapper.exe completed successfully."
 			}
 			if d.topo.product != protocol.ProductLync2013 {
 				res.LogTail += "\nRe-apply the installed cumulative update (SkypeServerUpdateInstaller.exe)."
@@ -292,27 +419,32 @@ func (v *view) Bootstrap(ctx context.Context) (lync.BootstrapResult, error) {
 			Finished: now, ExitCode: res.ExitCode, Succeeded: res.Succeeded,
 			RebootRequired: res.RebootRequired, BackupPool: res.BackupPool,
 		}
-		return nil
+		if res.Succeeded {
+			return OutcomeSucceeded, nil
+		}
+		return OutcomeFailed, nil
 	})
 	if err != nil {
-		return lync.BootstrapResult{}, err
+		run.err = err
+		x.finish(OutcomeFailed)
+		return
 	}
-	return res, nil
+	run.res = res
 }
 
 // StartBackupService starts LYNCBACKUP (Start-CsWindowsService -Name LYNCBACKUP); it is Running
 // after the startBackupService duration. Starting a running service returns at once.
-func (v *view) StartBackupService(ctx context.Context) error {
+func (v *view) StartBackupService(ctx context.Context) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if v.server == "" {
-		return fmt.Errorf("%w: Start-CsWindowsService LYNCBACKUP runs on a Front End server; %s is a pool endpoint", lync.ErrConflict, v.pool)
-	}
 	d := v.d
-	if err := d.count(protocol.KindStartBackupService, v.server); err != nil {
+	defer d.beginWrite(v.server)()
+	x, err := d.begin(protocol.KindStartBackupService, v.server, v.server)
+	if err != nil {
 		return err
 	}
+	defer func() { x.end(ctx, err) }()
 	check := func(st *mutState) (running bool, err error) {
 		sm := st.Servers[v.server]
 		if !sm.BackupService.Installed {
@@ -321,7 +453,6 @@ func (v *view) StartBackupService(ctx context.Context) error {
 		return sm.BackupService.Status == protocol.ServiceRunning, nil
 	}
 	var running bool
-	var err error
 	d.read(func(st *mutState, _ time.Time) { running, err = check(st) })
 	if err != nil || running {
 		return err
@@ -329,24 +460,24 @@ func (v *view) StartBackupService(ctx context.Context) error {
 	if err := sleep(ctx, d.clock, d.topo.timing.StartBackupService); err != nil {
 		return err
 	}
-	return d.mutate(func(st *mutState, _ time.Time) error {
+	return x.commit(func(st *mutState, _ time.Time) (string, error) {
 		if _, err := check(st); err != nil {
-			return err
+			return "", err
 		}
 		sm := st.Servers[v.server]
 		if sm.Faults.ServiceWillNotStart {
 			// Not a sentinel error: whether a retry helps depends on what is wrong on the server.
-			return fmt.Errorf("service LYNCBACKUP on %s did not start (Start-CsWindowsService): the service did not respond to the start or control request in a timely fashion", v.server)
+			return "", fmt.Errorf("service LYNCBACKUP on %s did not start (Start-CsWindowsService): the service did not respond to the start or control request in a timely fashion", v.server)
 		}
 		sm.BackupService.Status = protocol.ServiceRunning
-		return nil
+		return OutcomeSucceeded, nil
 	})
 }
 
-// SyncBackup forces a sync of poolFQDN to its backup pool (Invoke-CsBackupServiceSync): after the
-// syncBackup duration the direction's backlog is drained. It needs the direction active; modules
-// whose export is failing make it return an error after the others were synced.
-func (v *view) SyncBackup(ctx context.Context, poolFQDN string) error {
+// SyncBackup forces a sync of poolFQDN to its backup pool (Invoke-CsBackupServiceSync), from any
+// server: after the syncBackup duration the direction's backlog is drained. It needs the direction
+// active; modules whose export is failing make it return an error after the others were synced.
+func (v *view) SyncBackup(ctx context.Context, poolFQDN string) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -355,9 +486,12 @@ func (v *view) SyncBackup(ctx context.Context, poolFQDN string) error {
 	if err != nil {
 		return err
 	}
-	if err := d.count(protocol.KindSyncBackup, name); err != nil {
+	defer d.beginWrite(v.server)()
+	x, err := d.begin(protocol.KindSyncBackup, name, v.server)
+	if err != nil {
 		return err
 	}
+	defer func() { x.end(ctx, err) }()
 	check := func(st *mutState) error {
 		pm := st.Pools[name]
 		if pm.BackupPool == "" {
@@ -376,17 +510,19 @@ func (v *view) SyncBackup(ctx context.Context, poolFQDN string) error {
 		return err
 	}
 	var failing []string
-	err = d.mutate(func(st *mutState, now time.Time) error {
+	err = x.commit(func(st *mutState, now time.Time) (string, error) {
 		if err := check(st); err != nil {
-			return err
+			return "", err
 		}
 		pm := st.Pools[name]
 		// Bring the figures to now under the current activity, then drain.
 		dir := pm.Backup.at(now, d.topo.timing)
 		dir.Backlog, dir.Since, dir.Imported = 0, now, true
 		pm.Backup = dir
-		failing = failingExports(d.topo, pm, name)
-		return nil
+		if failing = failingExports(d.topo, pm, name); len(failing) > 0 {
+			return OutcomeFailed, nil
+		}
+		return OutcomeSucceeded, nil
 	})
 	if err != nil {
 		return err

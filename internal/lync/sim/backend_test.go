@@ -13,20 +13,41 @@ import (
 
 func TestIdentity(t *testing.T) {
 	d, _ := newSim(t, baseYAML)
-	for _, tc := range []struct {
-		fqdn string
-		want lync.Identity
-	}{
-		{pool01, lync.Identity{PoolFQDN: pool01, Product: protocol.ProductLync2013, Backend: "sim"}},
-		{"FE02.pool02.contoso.com", lync.Identity{ServerFQDN: fe2p2, PoolFQDN: pool02, Product: protocol.ProductLync2013, Backend: "sim"}},
-	} {
-		id, err := backend(t, d, tc.fqdn).Identity(context.Background())
-		if err != nil || id != tc.want {
-			t.Errorf("Identity(%s) = %+v, %v; want %+v", tc.fqdn, id, err, tc.want)
-		}
+	id, err := backend(t, d, "FE02.pool02.contoso.com").Identity(context.Background())
+	want := lync.Identity{ServerFQDN: fe2p2, PoolFQDN: pool02, Product: protocol.ProductLync2013, Backend: "sim"}
+	if err != nil || id != want {
+		t.Errorf("Identity = %+v, %v; want %+v", id, err, want)
 	}
 	if _, err := d.Backend("pool99.contoso.com"); !errors.Is(err, lync.ErrNotFound) {
 		t.Errorf("Backend(unknown) err = %v", err)
+	}
+}
+
+// TestNoPoolLevelAgent: a pool FQDN has no agent of its own; the error names the pool's servers,
+// and pool-level calls work from any server of any pool.
+func TestNoPoolLevelAgent(t *testing.T) {
+	d, clk := newSim(t, baseYAML)
+	_, err := d.Backend(pool01)
+	if !errors.Is(err, lync.ErrNotFound) || !strings.Contains(errString(err), fe1p1) || !strings.Contains(errString(err), fe2p1) {
+		t.Fatalf("Backend(pool) = %v, want ErrNotFound naming %s and %s", err, fe1p1, fe2p1)
+	}
+	// A server of pool03 reads pool01 and pairs pool01 with pool02.
+	be := backend(t, d, "fe01.pool03.contoso.com")
+	p, err := be.Pool(context.Background(), pool01)
+	if err != nil || p.FQDN != pool01 || p.CMSPool != pool01 || !p.HostsCMS {
+		t.Fatalf("Pool(pool01) from pool03 = %+v, %v", p, err)
+	}
+	if err := do(t, clk, 3*time.Second, func() error {
+		return be.PairPools(context.Background(), protocol.PairPoolsParams{PrimaryFQDN: pool01, BackupFQDN: pool02})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if p := poolOf(t, d, pool02); p.BackupPool != pool01 || p.CMSPool != pool01 || p.HostsCMS {
+		t.Errorf("pool02 = %+v", p)
+	}
+	tl := d.Timeline()
+	if len(tl) != 1 || tl[0].Server != "fe01.pool03.contoso.com" || tl[0].Target != pool01 || tl[0].Outcome != OutcomeSucceeded {
+		t.Errorf("timeline:\n%s", timelineSummary(tl))
 	}
 }
 
@@ -54,7 +75,7 @@ func TestPoolFacts(t *testing.T) {
 func TestPairPools(t *testing.T) {
 	d, clk := newSim(t, baseYAML)
 	v0 := d.Snapshot().TopologyVersion
-	be := backend(t, d, pool01)
+	be := via(t, d, pool01)
 
 	// The pairing appears only once the pairPools duration has passed.
 	done := make(chan error, 1)
@@ -92,7 +113,7 @@ func TestPairPools(t *testing.T) {
 		{PrimaryFQDN: pool01, BackupFQDN: pool02, VoiceFailover: &protocol.VoiceFailover{Enabled: true, FailureDetectionIntervalSeconds: 300}},
 		{PrimaryFQDN: "POOL02.contoso.com", BackupFQDN: pool01},
 	} {
-		if err := instant(t, clk, func() error { return backend(t, d, pool02).PairPools(context.Background(), p) }); err != nil {
+		if err := instant(t, clk, func() error { return via(t, d, pool02).PairPools(context.Background(), p) }); err != nil {
 			t.Errorf("PairPools(%+v) again: %v", p, err)
 		}
 	}
@@ -151,7 +172,7 @@ func TestPairPoolsRefused(t *testing.T) {
 func TestPairPoolsRechecksAfterWait(t *testing.T) {
 	// An administrator pairs pool02 elsewhere while the publish is in progress: refused, not overwritten.
 	d, clk := newSim(t, baseYAML)
-	be := backend(t, d, pool01)
+	be := via(t, d, pool01)
 	done := make(chan error, 1)
 	go func() {
 		done <- be.PairPools(context.Background(), protocol.PairPoolsParams{PrimaryFQDN: pool01, BackupFQDN: pool02})
@@ -176,13 +197,13 @@ func TestTopologyWritesSerialized(t *testing.T) {
 	v0 := d.Snapshot().TopologyVersion
 	params := protocol.PairPoolsParams{PrimaryFQDN: pool01, BackupFQDN: pool02}
 	errs := make(chan error, 2)
-	go func() { errs <- backend(t, d, pool01).PairPools(context.Background(), params) }()
+	go func() { errs <- via(t, d, pool01).PairPools(context.Background(), params) }()
 	if err := clk.WaitForWaiters(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
 	// The same write again while the first is publishing: it must wait for the first, then find
 	// the pools paired and publish nothing. Racing it would publish twice.
-	go func() { errs <- backend(t, d, pool02).PairPools(context.Background(), params) }()
+	go func() { errs <- via(t, d, pool02).PairPools(context.Background(), params) }()
 	waitCount(t, d, "PairPools/"+pool01, 2)
 	clk.Step(3 * time.Second)
 	for range 2 {
@@ -233,7 +254,7 @@ func TestUnpair(t *testing.T) {
 	d, clk := newSim(t, baseYAML)
 	pairAndRun(t, d, clk)
 	unpair := func(a, b string) error {
-		be := backend(t, d, a)
+		be := via(t, d, a)
 		return do(t, clk, 3*time.Second, func() error {
 			return be.Unpair(context.Background(), protocol.UnpairParams{PrimaryFQDN: a, BackupFQDN: b})
 		})
@@ -248,7 +269,7 @@ func TestUnpair(t *testing.T) {
 		t.Fatalf("still paired: %q, %q", a.BackupPool, b.BackupPool)
 	}
 	if err := instant(t, clk, func() error {
-		return backend(t, d, pool01).Unpair(context.Background(), protocol.UnpairParams{PrimaryFQDN: pool01, BackupFQDN: pool02})
+		return via(t, d, pool01).Unpair(context.Background(), protocol.UnpairParams{PrimaryFQDN: pool01, BackupFQDN: pool02})
 	}); err != nil {
 		t.Errorf("Unpair again: %v", err)
 	}
@@ -331,110 +352,205 @@ func TestBootstrapRemovesServiceAfterUnpair(t *testing.T) {
 	}
 }
 
-func TestBootstrapCancelledChangesNothing(t *testing.T) {
-	yml := replace(t, baseYAML, "  - fqdn: fe01.pool01.contoso.com\n", "  - fqdn: fe01.pool01.contoso.com\n    faults: {bootstrapFailures: 1}\n")
+// TestBootstrapOutlivesItsCaller: Bootstrapper is a process of the deployment. When the caller's
+// ctx ends (the agent dies), Bootstrap returns at once but the run goes on, uses its fault and
+// changes the server as it would have; another agent process finds it with RunningBootstrap and
+// gets the very result the run produced.
+func TestBootstrapOutlivesItsCaller(t *testing.T) {
+	yml := replace(t, baseYAML, "  - fqdn: fe01.pool01.contoso.com\n", "  - fqdn: fe01.pool01.contoso.com\n    faults: {rebootRequired: 1}\n")
 	d, clk := newSim(t, yml)
 	if err := pair(t, d, clk, pool01, pool02); err != nil {
 		t.Fatal(err)
 	}
-	for _, server := range []string{fe1p1, fe2p1} {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		n := clk.Waiters() + 1
-		go func() {
-			_, err := backend(t, d, server).Bootstrap(ctx)
-			done <- err
-		}()
-		if err := clk.WaitForWaiters(context.Background(), n); err != nil {
-			t.Fatal(err)
-		}
-		clk.Step(3 * time.Second) // most of the run
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			t.Fatalf("%s: err = %v, want context.Canceled", server, err)
-		}
-		clk.Step(time.Minute) // the abandoned timer fires; still nothing may change
-		s := serverState(t, d, server)
-		if s.BackupService.Installed || s.LastBootstrap != nil || s.BootstrappedFor != "" {
-			t.Errorf("%s changed by a cancelled run: %+v", server, s)
+	first := backend(t, d, fe1p1)
+	if _, found, err := first.RunningBootstrap(context.Background()); found || err != nil {
+		t.Fatalf("RunningBootstrap before any run: found=%v err=%v", found, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	n := clk.Waiters() + 1
+	go func() {
+		_, err := first.Bootstrap(ctx)
+		done <- err
+	}()
+	if err := clk.WaitForWaiters(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	// The process that is waiting for its own run is not offered it again.
+	if _, found, _ := first.RunningBootstrap(context.Background()); found {
+		t.Error("RunningBootstrap offered the caller its own run while it waits for it")
+	}
+	clk.Step(3 * time.Second) // most of the run
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Bootstrap after its ctx ended: %v, want context.Canceled", err)
+	}
+	if s := serverState(t, d, fe1p1); s.LastBootstrap != nil {
+		t.Fatalf("the run ended early: %+v", s)
+	}
+	if got := d.Snapshot().Bootstrapping; len(got) != 1 || got[0] != fe1p1 {
+		t.Errorf("bootstrapping = %v", got)
+	}
+
+	// A new agent process finds the run; so does the old one now that it stopped waiting.
+	second := backend(t, d, fe1p1)
+	wait, found, err := second.RunningBootstrap(context.Background())
+	if err != nil || !found {
+		t.Fatalf("RunningBootstrap = found %v, %v", found, err)
+	}
+	if _, found, _ := first.RunningBootstrap(context.Background()); !found {
+		t.Error("the first view no longer waits for the run, yet RunningBootstrap does not offer it")
+	}
+	// A waiter honours its own ctx without ending the run.
+	short, cancelShort := context.WithCancel(context.Background())
+	cancelShort()
+	if _, err := wait(short); !errors.Is(err, context.Canceled) {
+		t.Errorf("wait with an ended ctx = %v", err)
+	}
+	waited := make(chan bootOut, 1)
+	go func() {
+		r, err := wait(context.Background())
+		waited <- bootOut{r, err}
+	}()
+	clk.Step(time.Second) // the run's end: 4s after it started
+	res := <-waited
+	if res.err != nil || res.res.ExitCode != exitRebootRequired || !res.res.RebootRequired || res.res.Succeeded {
+		t.Fatalf("waiter result = %+v", res)
+	}
+	s := serverState(t, d, fe1p1)
+	if s.LastBootstrap == nil || s.LastBootstrap.ExitCode != exitRebootRequired || s.Faults.RebootRequired != 0 {
+		t.Errorf("server after the run = %+v", s)
+	}
+	if _, found, _ := second.RunningBootstrap(context.Background()); found {
+		t.Error("RunningBootstrap found a run after it ended")
+	}
+	tl := d.Timeline()
+	boots := 0
+	for _, x := range tl {
+		if x.Kind == string(protocol.KindBootstrap) {
+			boots++
+			if x.Outcome != OutcomeFailed || x.Finished == nil || !x.Finished.Equal(t0.Add(7*time.Second)) || !x.Started.Equal(t0.Add(3*time.Second)) {
+				t.Errorf("bootstrap execution %+v", x)
+			}
 		}
 	}
-	if f := serverState(t, d, fe1p1).Faults; f.BootstrapFailures != 1 {
-		t.Errorf("a cancelled run used a failure: %+v", f)
+	if boots != 1 {
+		t.Errorf("%d Bootstrap executions:\n%s", boots, timelineSummary(tl))
 	}
-	// The server is not left marked busy.
-	if r, _ := bootstrap(t, d, clk, fe2p1); !r.Succeeded {
-		t.Errorf("bootstrap after cancellation = %+v", r)
+	// The next run starts: the server is not left busy, and this one succeeds.
+	if r, err := bootstrap(t, d, clk, fe1p1); err != nil || !r.Succeeded {
+		t.Errorf("next run = %+v, %v", r, err)
 	}
 }
 
-func TestBootstrapRunsOneAtATime(t *testing.T) {
-	yml := replace(t, baseYAML, "  - fqdn: fe01.pool01.contoso.com\n", "  - fqdn: fe01.pool01.contoso.com\n    faults: {bootstrapFailures: 1}\n")
-	d, clk := newSim(t, yml)
-	results := make(chan bootOut, 2)
-	run := func() {
+// TestSecondBootstrapConflicts: while Bootstrapper runs on a server, another Bootstrap there fails
+// at once with ErrConflict, from the same agent process or another, and starts no second run; other
+// servers are not affected.
+func TestSecondBootstrapConflicts(t *testing.T) {
+	d, clk := newSim(t, baseYAML)
+	results := make(chan bootOut, 1)
+	go func() {
 		r, err := backend(t, d, fe1p1).Bootstrap(context.Background())
 		results <- bootOut{r, err}
-	}
-	go run()
+	}()
 	if err := clk.WaitForWaiters(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
-	go run()
-	waitCount(t, d, "Bootstrap/"+fe1p1, 2)
-	// The second run waits for the first instead of starting its own timer.
+	for _, be := range []lync.Backend{backend(t, d, fe1p1), backend(t, d, "FE01.pool01.contoso.com")} {
+		o := instant(t, clk, func() bootOut { r, err := be.Bootstrap(context.Background()); return bootOut{r, err} })
+		if !errors.Is(o.err, lync.ErrConflict) || !strings.Contains(o.err.Error(), "Bootstrapper.exe is already running on "+fe1p1) {
+			t.Fatalf("second Bootstrap = %+v, want ErrConflict", o)
+		}
+	}
 	if n := clk.Waiters(); n != 1 {
 		t.Fatalf("%d runs in progress, want 1", n)
 	}
-	clk.Step(4 * time.Second)
-	first := <-results
-	if first.err != nil || first.res.Succeeded || first.res.ExitCode != 1603 {
-		t.Fatalf("first run = %+v", first)
-	}
-	if err := clk.WaitForWaiters(context.Background(), 1); err != nil {
-		t.Fatal(err)
-	}
-	clk.Step(4 * time.Second)
-	if second := <-results; second.err != nil || !second.res.Succeeded {
-		t.Fatalf("second run = %+v", second)
-	}
-
-	// A run waiting for the slot gives up with its context, and changes nothing.
-	go run()
-	if err := clk.WaitForWaiters(context.Background(), 1); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	blocked := make(chan error, 1)
+	// Another server runs its own at the same time.
+	other := make(chan bootOut, 1)
 	go func() {
-		_, err := backend(t, d, fe1p1).Bootstrap(ctx)
-		blocked <- err
+		r, err := backend(t, d, fe2p1).Bootstrap(context.Background())
+		other <- bootOut{r, err}
 	}()
-	waitCount(t, d, "Bootstrap/"+fe1p1, 4)
-	cancel()
-	if err := <-blocked; !errors.Is(err, context.Canceled) {
-		t.Errorf("waiting run = %v, want context.Canceled", err)
+	if err := clk.WaitForWaiters(context.Background(), 2); err != nil {
+		t.Fatal(err)
 	}
 	clk.Step(4 * time.Second)
-	if third := <-results; third.err != nil || !third.res.Succeeded {
-		t.Fatalf("third run = %+v", third)
+	for _, ch := range []chan bootOut{results, other} {
+		if o := <-ch; o.err != nil || !o.res.Succeeded {
+			t.Fatalf("run = %+v", o)
+		}
+	}
+	tl := d.Timeline()
+	if len(tl) != 2 || MaxConcurrent(tl, "Bootstrap", []string{fe1p1, fe2p1}) != 2 || MaxConcurrent(tl, "Bootstrap", []string{fe1p1}) != 1 {
+		t.Errorf("timeline (refused calls are not executions):\n%s", timelineSummary(tl))
+	}
+	if dups := Duplicates(tl); len(dups) != 0 {
+		t.Errorf("duplicates %v", dups)
+	}
+	if c := d.Counts()["Bootstrap/"+fe1p1]; c != 3 {
+		t.Errorf("Bootstrap calls counted = %d, want 3", c)
 	}
 }
 
-func TestPoolEndpointRunsNothingLocally(t *testing.T) {
-	d, _ := newSim(t, baseYAML)
-	be := backend(t, d, pool01)
-	if _, err := be.Bootstrap(context.Background()); !errors.Is(err, lync.ErrConflict) {
-		t.Errorf("Bootstrap on a pool endpoint: %v", err)
+// TestCloseInterruptsBootstrap: switching the deployment off ends a run without changing anything.
+func TestCloseInterruptsBootstrap(t *testing.T) {
+	d, clk := newSim(t, baseYAML)
+	done := make(chan bootOut, 1)
+	go func() {
+		r, err := backend(t, d, fe1p1).Bootstrap(context.Background())
+		done <- bootOut{r, err}
+	}()
+	if err := clk.WaitForWaiters(context.Background(), 1); err != nil {
+		t.Fatal(err)
 	}
-	if err := be.StartBackupService(context.Background()); !errors.Is(err, lync.ErrConflict) {
-		t.Errorf("StartBackupService on a pool endpoint: %v", err)
+	d.Close()
+	if o := <-done; !errors.Is(o.err, lync.ErrUnavailable) {
+		t.Fatalf("Bootstrap at Close = %+v", o)
 	}
-	if _, err := be.BackupService(context.Background()); !errors.Is(err, lync.ErrNotFound) {
-		t.Errorf("BackupService on a pool endpoint: %v", err)
+	if s := serverState(t, d, fe1p1); s.LastBootstrap != nil {
+		t.Errorf("server changed: %+v", s)
 	}
-	if c := d.Counts(); len(c) != 0 {
-		t.Errorf("refused calls counted: %v", c)
+	if tl := d.Timeline(); len(tl) != 1 || tl[0].Outcome != OutcomeInterrupted {
+		t.Errorf("timeline:\n%s", timelineSummary(tl))
+	}
+	if _, err := backend(t, d, fe2p1).Bootstrap(context.Background()); !errors.Is(err, lync.ErrUnavailable) {
+		t.Errorf("Bootstrap after Close = %v", err)
+	}
+	d.Close() // twice is fine
+}
+
+// TestInterruptedOperationsChangeNothing: an operation whose ctx ends mid-way (its agent was
+// killed) changes nothing and is recorded Interrupted; the server is not left busy.
+func TestInterruptedOperationsChangeNothing(t *testing.T) {
+	d, clk := newSim(t, baseYAML)
+	be := backend(t, d, fe1p1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- be.PairPools(ctx, protocol.PairPoolsParams{PrimaryFQDN: pool01, BackupFQDN: pool02})
+	}()
+	if err := clk.WaitForWaiters(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(2 * time.Second)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("PairPools = %v", err)
+	}
+	clk.Step(time.Minute) // the abandoned timer fires; still nothing may change
+	if p := poolOf(t, d, pool01); p.BackupPool != "" {
+		t.Fatalf("an interrupted PairPools paired: %+v", p)
+	}
+	tl := d.Timeline()
+	if len(tl) != 1 || tl[0].Outcome != OutcomeInterrupted || tl[0].Finished == nil || !tl[0].Finished.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("timeline:\n%s", timelineSummary(tl))
+	}
+	// A retry after an interruption is no duplicate; it publishes.
+	if err := pair(t, d, clk, pool01, pool02); err != nil {
+		t.Fatal(err)
+	}
+	if dups := Duplicates(d.Timeline()); len(dups) != 0 {
+		t.Errorf("duplicates: %v", dups)
 	}
 }
 

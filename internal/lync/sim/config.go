@@ -25,7 +25,11 @@ type config struct {
 	Sites     []string        `json:"sites"`
 	CMS       cmsConfig       `json:"cms"`
 	Durations durationsConfig `json:"durations"`
-	Pools     []poolConfig    `json:"pools"`
+	// ReadsWaitForWrites models one PowerShell host per agent: on a server, a read (Pool,
+	// BackupStatus, BackupService) waits while that server's agent runs a write (PairPools, Unpair,
+	// SyncBackup, StartBackupService; not Bootstrapper.exe, a process of its own).
+	ReadsWaitForWrites bool         `json:"readsWaitForWrites"`
+	Pools              []poolConfig `json:"pools"`
 }
 
 type cmsConfig struct {
@@ -39,6 +43,9 @@ type durationsConfig struct {
 	Bootstrap          string `json:"bootstrap"`
 	StartBackupService string `json:"startBackupService"`
 	SyncBackup         string `json:"syncBackup"`
+	// Read is the latency of every read (Get-CsPool, Get-CsBackupServiceStatus,
+	// Get-CsWindowsService): default 0.
+	Read string `json:"read"`
 	// SyncInterval is LYNCBACKUP's own periodic sync (Set-CsBackupServiceConfiguration -SyncInterval).
 	SyncInterval string `json:"syncInterval"`
 	// ChangeRate is user/conference changes per second arriving in each direction.
@@ -55,7 +62,9 @@ type poolConfig struct {
 	Site    string `json:"site"`
 	Edition string `json:"edition"`
 	Version string `json:"version"`
-	Listen  string `json:"listen"`
+	// Listen, when set, is the pool's alias: the address its DNS name resolves to, which hands
+	// each connection to a random Front End of the pool (DNS round robin). It is not an agent.
+	Listen string `json:"listen"`
 	// BackupPool is a pairing already published before the sim starts.
 	BackupPool string           `json:"backupPool"`
 	Faults     poolFaultsConfig `json:"faults"`
@@ -107,6 +116,7 @@ type timing struct {
 	Bootstrap          time.Duration
 	StartBackupService time.Duration
 	SyncBackup         time.Duration
+	Read               time.Duration
 	SyncInterval       time.Duration
 	ChangeRate         float64
 	BatchCapacity      int
@@ -128,8 +138,10 @@ type topology struct {
 	product string
 	cmsPool string
 	timing  timing
-	pools   []poolFacts
-	servers []serverFacts
+	// readsWaitForWrites is the file's setting; Deployment.SetReads changes it at run time.
+	readsWaitForWrites bool
+	pools              []poolFacts
+	servers            []serverFacts
 	// names maps a lower-cased FQDN to its canonical spelling (as written in the file).
 	names map[string]string
 	// poolIndex and serverIndex find facts by canonical FQDN: settle looks pools up on every
@@ -138,6 +150,7 @@ type topology struct {
 }
 
 type poolFacts struct {
+	// Listen is the pool alias's address; empty when the pool has no alias.
 	FQDN, Site, Edition, Version, Listen string
 	Servers                              []string
 }
@@ -310,6 +323,7 @@ func (c *config) build() (*topology, *mutState, error) {
 		return nil, nil, err
 	}
 	t.timing = tm
+	t.readsWaitForWrites = c.ReadsWaitForWrites
 
 	sites := map[string]bool{}
 	for i, s := range c.Sites {
@@ -379,9 +393,11 @@ func (c *config) build() (*topology, *mutState, error) {
 		if version == "" {
 			version = defaultVersion[c.Product]
 		}
-		listen, err := claimListen(f+".listen", p.Listen)
-		if err != nil {
-			return nil, nil, err
+		listen := ""
+		if p.Listen != "" { // a pool without listen has no alias
+			if listen, err = claimListen(f+".listen", p.Listen); err != nil {
+				return nil, nil, err
+			}
 		}
 		// A Standard Edition server is a pool of one; Lync 2013 Enterprise pools hold up to 12
 		// Front Ends. (Real Standard Edition pools share the server's FQDN; the sim wants distinct
@@ -503,6 +519,7 @@ func (d durationsConfig) build() (timing, error) {
 		{"durations.bootstrap", d.Bootstrap, &tm.Bootstrap},
 		{"durations.startBackupService", d.StartBackupService, &tm.StartBackupService},
 		{"durations.syncBackup", d.SyncBackup, &tm.SyncBackup},
+		{"durations.read", d.Read, &tm.Read},
 		{"durations.syncInterval", d.SyncInterval, &tm.SyncInterval},
 	} {
 		if x.in == "" {

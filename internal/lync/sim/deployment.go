@@ -1,16 +1,26 @@
 // Package sim is a simulated Lync Server 2013 / Skype for Business Server deployment: sites, Front
 // End pools and servers, the Central Management Store, backup pairings, Bootstrapper.exe, the
 // LYNCBACKUP service and the backup status that moves over time. It implements lync.Backend for
-// every pool and server of a deployment file, so one sim process can stand in for a whole
-// deployment in demos and tests. Time comes from an injectable Clock; faults and durations come
-// from the file and can be changed at run time (Set* methods, AdminHandler).
+// every Front End server of a deployment file (there is no pool-level agent: a pool's optional
+// listen address is an alias that hands connections to its servers, served by simrun), so one sim
+// process can stand in for a whole deployment in demos and tests. Time comes from an injectable
+// Clock; faults and durations come from the file and can be changed at run time (Set* methods,
+// AdminHandler). Every execution of an operation is recorded in a timeline (Timeline, Duplicates,
+// MaxConcurrent) so tests can check what really ran, and when.
+//
+// The sim is meant to be as hard as a real deployment, never kinder: Bootstrapper.exe runs are
+// processes of the deployment that outlive the agent that started them (and refuse a second run
+// on the same server), reads can be slow and wait behind writes, and the agents themselves can be
+// killed and restarted (simrun) while the deployment goes on.
 package sim
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,19 +33,22 @@ var ErrInvalid = errors.New("invalid")
 
 // Endpoint kinds.
 const (
-	KindPool   = "pool"
+	// KindPool is a pool alias: the address the pool's DNS name resolves to. It is not an agent
+	// and has no journal; each connection goes to a random Front End of the pool.
+	KindPool = "pool"
+	// KindServer is a Front End server's agent.
 	KindServer = "server"
 )
 
-// Endpoint is one agent endpoint the sim serves: a pool-level endpoint or a Front End server.
+// Endpoint is one address the sim serves: a Front End server's agent, or a pool alias.
 type Endpoint struct {
-	// Kind is KindPool or KindServer.
+	// Kind is KindPool (an alias) or KindServer (an agent).
 	Kind string `json:"kind"`
 	FQDN string `json:"fqdn"`
-	// Pool is the pool's FQDN (the endpoint's own FQDN for a pool endpoint).
+	// Pool is the pool's FQDN (the endpoint's own FQDN for a pool alias).
 	Pool string `json:"pool"`
-	// Listen is the address to serve it on, from the file ("127.0.0.1:0" when the file has none)
-	// or from WithListenOverride.
+	// Listen is the address to serve it on, from the file ("127.0.0.1:0" for a server the file
+	// gives none) or from WithListenOverride.
 	Listen string `json:"listen"`
 }
 
@@ -52,12 +65,14 @@ type options struct {
 func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
 
 // WithStateFile persists the mutable state to path after every mutation (atomically) and reloads it
-// at Load when the file exists: restarting the sim process is then like restarting the agent on a
-// real server, while Lync's own state survives. The file must match the deployment file.
+// at Load when the file exists: restarting the sim process is then like restarting the agents on
+// real servers, while Lync's own state survives. Bootstrapper runs in progress do not survive the
+// sim process: the timeline records them Interrupted. The file must match the deployment file.
 func WithStateFile(path string) Option { return func(o *options) { o.stateFile = path } }
 
 // WithListenOverride replaces each endpoint's listen address with f's answer (tests use it to pick
-// free ports or "127.0.0.1:0"); an empty answer keeps the file's address. Callers that do their own
+// free ports or "127.0.0.1:0"); an empty answer keeps the file's address. It is asked about the
+// servers and about the pools that have an alias (a listen in the file). Callers that do their own
 // listening can also simply ignore Endpoint.Listen.
 func WithListenOverride(f func(Endpoint) string) Option {
 	return func(o *options) { o.listen = f }
@@ -71,13 +86,36 @@ type Deployment struct {
 
 	mu sync.Mutex
 	st *mutState
-	// bootstrapping holds one slot per server: a Bootstrapper run in progress (not persisted: a
-	// run does not survive the process).
-	bootstrapping map[string]chan struct{}
 
 	// topoWrite serializes topology writes (PairPools, Unpair), as publishing a topology does; a
 	// channel rather than a mutex so waiting for it honours ctx.
 	topoWrite chan struct{}
+
+	// life bounds the deployment's own processes (Bootstrapper runs); Close ends it.
+	life      context.Context
+	endLife   context.CancelFunc
+	processes sync.WaitGroup
+
+	// ctl guards what follows: the deployment's processes and hosts, not persisted (a sim process
+	// that dies takes them with it).
+	ctl    sync.Mutex
+	closed bool
+	// boots holds the Bootstrapper run in progress on each server.
+	boots map[string]*bootRun
+	// hosts counts the writes each server's agent is running, for readsWaitForWrites.
+	hosts map[string]*host
+	// readLatency and readsWait are the read settings (durations.read, readsWaitForWrites, SetReads).
+	readLatency time.Duration
+	readsWait   bool
+	// readsChanged is closed and replaced when the read settings change, so waiting reads re-check.
+	readsChanged chan struct{}
+}
+
+// host is one server's Lync Management Shell as the readsWaitForWrites model sees it.
+type host struct {
+	writes int
+	// idle is closed when writes drops to zero.
+	idle chan struct{}
 }
 
 // Load reads a deployment file (YAML).
@@ -106,6 +144,9 @@ func Parse(data []byte, opts ...Option) (*Deployment, error) {
 	if o.listen != nil {
 		for i := range t.pools {
 			p := &t.pools[i]
+			if p.Listen == "" {
+				continue // no alias
+			}
 			if l := o.listen(Endpoint{Kind: KindPool, FQDN: p.FQDN, Pool: p.FQDN, Listen: p.Listen}); l != "" {
 				p.Listen = l
 			}
@@ -117,16 +158,23 @@ func Parse(data []byte, opts ...Option) (*Deployment, error) {
 			}
 		}
 	}
+	life, endLife := context.WithCancel(context.Background())
 	d := &Deployment{
-		topo:          t,
-		clock:         o.clock,
-		stateFile:     o.stateFile,
-		st:            st,
-		bootstrapping: map[string]chan struct{}{},
-		topoWrite:     make(chan struct{}, 1),
+		topo:         t,
+		clock:        o.clock,
+		stateFile:    o.stateFile,
+		st:           st,
+		topoWrite:    make(chan struct{}, 1),
+		life:         life,
+		endLife:      endLife,
+		boots:        map[string]*bootRun{},
+		hosts:        map[string]*host{},
+		readLatency:  t.timing.Read,
+		readsWait:    t.readsWaitForWrites,
+		readsChanged: make(chan struct{}),
 	}
 	for _, s := range t.servers {
-		d.bootstrapping[s.FQDN] = make(chan struct{}, 1)
+		d.hosts[s.FQDN] = &host{}
 	}
 	// Directions that start active (a pre-existing, running pairing in the file) begin now.
 	settle(d.st, t, d.clock.Now())
@@ -136,12 +184,32 @@ func Parse(data []byte, opts ...Option) (*Deployment, error) {
 			return nil, err
 		}
 		if found {
+			// Whatever ran when the previous sim process died died with it, and changed nothing.
+			now := d.clock.Now()
+			for i := range saved.Timeline {
+				if saved.Timeline[i].Finished == nil {
+					finishExec(saved, i, now, OutcomeInterrupted)
+				}
+			}
 			d.st = saved
-		} else if err := writeStateFile(d.stateFile, d.st); err != nil {
+		}
+		if err := writeStateFile(d.stateFile, d.st); err != nil {
 			return nil, fmt.Errorf("state file: %w", err)
 		}
 	}
 	return d, nil
+}
+
+// Close ends the deployment's own processes, as switching the whole deployment off would: a
+// Bootstrapper run in progress stops, changes nothing and is recorded Interrupted. Reads and the
+// admin controls keep working; Bootstrap refuses to start. It waits for the runs to record their
+// end, and is safe to call more than once.
+func (d *Deployment) Close() {
+	d.ctl.Lock()
+	d.closed = true
+	d.ctl.Unlock()
+	d.endLife()
+	d.processes.Wait()
 }
 
 // mutate applies fn to a copy of the state, settles the backup directions, persists the copy and
@@ -171,7 +239,7 @@ func (d *Deployment) read(fn func(st *mutState, now time.Time)) {
 	fn(d.st, d.clock.Now())
 }
 
-// count records that an operation of kind on target started executing.
+// count records that an operation of kind on target was called.
 func (d *Deployment) count(kind protocol.OperationKind, target string) error {
 	return d.mutate(func(st *mutState, _ time.Time) error {
 		st.Counts[string(kind)+"/"+target]++
@@ -179,11 +247,14 @@ func (d *Deployment) count(kind protocol.OperationKind, target string) error {
 	})
 }
 
-// Endpoints lists the endpoints to serve: pools first, then servers, in file order.
+// Endpoints lists the endpoints to serve: pool aliases first (pools with a listen address), then
+// every server's agent, in file order.
 func (d *Deployment) Endpoints() []Endpoint {
 	var out []Endpoint
 	for _, p := range d.topo.pools {
-		out = append(out, Endpoint{Kind: KindPool, FQDN: p.FQDN, Pool: p.FQDN, Listen: p.Listen})
+		if p.Listen != "" {
+			out = append(out, Endpoint{Kind: KindPool, FQDN: p.FQDN, Pool: p.FQDN, Listen: p.Listen})
+		}
 	}
 	for _, s := range d.topo.servers {
 		out = append(out, Endpoint{Kind: KindServer, FQDN: s.FQDN, Pool: s.Pool, Listen: s.Listen})
@@ -191,20 +262,34 @@ func (d *Deployment) Endpoints() []Endpoint {
 	return out
 }
 
-// Backend returns the deployment as seen from the pool endpoint or server fqdn.
+// Servers returns the Front End servers of pool, in file order (Get-CsPool Computers).
+func (d *Deployment) Servers(pool string) ([]string, error) {
+	name, err := d.resolvePool(pool)
+	if err != nil {
+		return nil, err
+	}
+	p, _ := d.topo.pool(name)
+	return slices.Clone(p.Servers), nil
+}
+
+// Backend returns the deployment as seen from the agent on Front End server fqdn. Each call is a
+// new agent process's view: RunningBootstrap on it finds runs that another view started. A pool
+// FQDN is an error: there is no pool-level agent.
 func (d *Deployment) Backend(fqdn string) (lync.Backend, error) {
 	name, ok := d.topo.canonical(fqdn)
 	if !ok {
 		return nil, fmt.Errorf("%w: %q is neither a pool nor a server of the simulated deployment", lync.ErrNotFound, fqdn)
 	}
 	if s, ok := d.topo.server(name); ok {
-		return &view{d: d, server: s.FQDN, pool: s.Pool}, nil
+		return &view{d: d, server: s.FQDN, pool: s.Pool, waiting: map[*bootRun]int{}}, nil
 	}
-	return &view{d: d, pool: name}, nil
+	p, _ := d.topo.pool(name)
+	return nil, fmt.Errorf("%w: %s is a pool; there is no pool-level agent, agents run on its Front End servers: %s",
+		lync.ErrNotFound, name, strings.Join(p.Servers, ", "))
 }
 
-// Reachable reports whether the endpoint fqdn answers; false while its "unreachable" fault is on,
-// and for names the deployment does not have.
+// Reachable reports whether the endpoint fqdn (a server's agent or a pool alias) answers; false
+// while its "unreachable" fault is on, and for names the deployment does not have.
 func (d *Deployment) Reachable(fqdn string) bool {
 	name, ok := d.topo.canonical(fqdn)
 	if !ok {
@@ -221,12 +306,13 @@ func (d *Deployment) Reachable(fqdn string) bool {
 	return reachable
 }
 
-// Counts returns how many times each operation started executing, keyed "<Kind>/<target>" with the
+// Counts returns how many times each operation was called, keyed "<Kind>/<target>" with the
 // target spelled as in the deployment file: "Bootstrap/<server>", "StartBackupService/<server>",
 // "PairPools/<primary>", "Unpair/<primary>", "SyncBackup/<pool>". A call counts once it names a
 // valid target (a known pool; a server for the per-server kinds), before any wait and before the
-// checks that depend on the deployment's state, so a refused or cancelled run counts too. The
-// admin controls are not operations and do not count.
+// checks that depend on the deployment's state, so a refused or cancelled call counts too (a
+// Bootstrap refused because Bootstrapper is already running on the server included). The admin
+// controls are not operations and do not count. Timeline says what actually ran.
 func (d *Deployment) Counts() map[string]int {
 	var out map[string]int
 	d.read(func(st *mutState, _ time.Time) {
@@ -238,6 +324,13 @@ func (d *Deployment) Counts() map[string]int {
 	return out
 }
 
+// Timeline returns a copy of every execution recorded so far, in the order they started.
+func (d *Deployment) Timeline() []Execution {
+	var out []Execution
+	d.read(func(st *mutState, _ time.Time) { out = cloneTimeline(st.Timeline) })
+	return out
+}
+
 // Snapshot returns a copy of the whole deployment, backup status computed now.
 func (d *Deployment) Snapshot() State {
 	var out State
@@ -246,6 +339,10 @@ func (d *Deployment) Snapshot() State {
 		out = State{Product: t.product, Now: now, TopologyVersion: st.TopologyVersion, CMSPool: t.cmsPool, Counts: map[string]int{}}
 		for k, v := range st.Counts {
 			out.Counts[k] = v
+		}
+		out.Timeline = cloneTimeline(st.Timeline)
+		if out.Timeline == nil {
+			out.Timeline = []Execution{}
 		}
 		for _, p := range t.pools {
 			pm := st.Pools[p.FQDN]
@@ -281,6 +378,14 @@ func (d *Deployment) Snapshot() State {
 			out.Servers = append(out.Servers, ss)
 		}
 	})
+	d.ctl.Lock()
+	out.Reads = ReadSettings{Latency: d.readLatency.String(), WaitForWrites: d.readsWait}
+	for _, s := range out.Servers {
+		if d.boots[s.FQDN] != nil {
+			out.Bootstrapping = append(out.Bootstrapping, s.FQDN)
+		}
+	}
+	d.ctl.Unlock()
 	return out
 }
 
@@ -295,6 +400,7 @@ func poolInfo(t *topology, st *mutState, name string) protocol.Pool {
 		Computers:  slices.Clone(p.Servers),
 		BackupPool: st.Pools[name].BackupPool,
 		HostsCMS:   name == t.cmsPool,
+		CMSPool:    t.cmsPool,
 	}
 }
 
@@ -339,7 +445,7 @@ func (d *Deployment) StopBackupService(server string) error {
 	})
 }
 
-// SetUnreachable turns the "unreachable" fault of a pool endpoint or a server on or off.
+// SetUnreachable turns the "unreachable" fault of a pool alias or a server's agent on or off.
 func (d *Deployment) SetUnreachable(fqdn string, unreachable bool) error {
 	name, ok := d.topo.canonical(fqdn)
 	if !ok {
@@ -434,4 +540,67 @@ func (d *Deployment) SetFaults(server string, f ServerFaults) error {
 		st.Servers[name].Faults = f
 		return nil
 	})
+}
+
+// SetReads changes the read settings at run time (durations.read and readsWaitForWrites in the
+// file): latency is how long every read takes; waitForWrites makes a read on a server wait while
+// that server's agent runs a write. Reads already waiting see the change. Not persisted: a
+// restarted sim process starts from the file's settings again.
+func (d *Deployment) SetReads(latency time.Duration, waitForWrites bool) error {
+	if latency < 0 {
+		return fmt.Errorf("%w: read latency must not be negative", ErrInvalid)
+	}
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	d.readLatency, d.readsWait = latency, waitForWrites
+	close(d.readsChanged)
+	d.readsChanged = make(chan struct{})
+	return nil
+}
+
+// Reads returns the current read settings.
+func (d *Deployment) Reads() (latency time.Duration, waitForWrites bool) {
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	return d.readLatency, d.readsWait
+}
+
+// beginWrite marks a write running on server's host until the returned func is called.
+func (d *Deployment) beginWrite(server string) (end func()) {
+	d.ctl.Lock()
+	h := d.hosts[server]
+	if h.writes == 0 {
+		h.idle = make(chan struct{})
+	}
+	h.writes++
+	d.ctl.Unlock()
+	return sync.OnceFunc(func() {
+		d.ctl.Lock()
+		defer d.ctl.Unlock()
+		h.writes--
+		if h.writes == 0 {
+			close(h.idle)
+		}
+	})
+}
+
+// beforeRead is what every read pays on server: with readsWaitForWrites it waits while the
+// server's agent runs a write, then it takes the read latency. Both honour ctx.
+func (d *Deployment) beforeRead(ctx context.Context, server string) error {
+	for {
+		d.ctl.Lock()
+		h, wait, changed, latency := d.hosts[server], d.readsWait, d.readsChanged, d.readLatency
+		if !wait || h.writes == 0 {
+			d.ctl.Unlock()
+			return sleep(ctx, d.clock, latency)
+		}
+		idle := h.idle
+		d.ctl.Unlock()
+		select {
+		case <-idle:
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +90,7 @@ func newSim(t *testing.T, yml string, opts ...Option) (*Deployment, *FakeClock) 
 	return d, clk
 }
 
+// backend is a new agent process's view of server fqdn.
 func backend(t *testing.T, d *Deployment, fqdn string) lync.Backend {
 	t.Helper()
 	b, err := d.Backend(fqdn)
@@ -96,6 +98,16 @@ func backend(t *testing.T, d *Deployment, fqdn string) lync.Backend {
 		t.Fatalf("Backend(%s): %v", fqdn, err)
 	}
 	return b
+}
+
+// via is the view of the first Front End of pool: pool-level calls go to any server of the pool.
+func via(t *testing.T, d *Deployment, pool string) lync.Backend {
+	t.Helper()
+	servers, err := d.Servers(pool)
+	if err != nil {
+		t.Fatalf("Servers(%s): %v", pool, err)
+	}
+	return backend(t, d, servers[0])
 }
 
 // do runs fn, which may wait on the fake clock, in a goroutine; if fn starts waiting, it steps the
@@ -152,6 +164,25 @@ func instant[T any](t *testing.T, clk *FakeClock, fn func() T) T {
 	return zero
 }
 
+// anyView is the view of the deployment's first server: pool reads work from any server.
+func anyView(t *testing.T, d *Deployment) lync.Backend {
+	t.Helper()
+	return backend(t, d, d.topo.servers[0].FQDN)
+}
+
+// timelineSummary renders a timeline for failure messages.
+func timelineSummary(tl []Execution) string {
+	var b strings.Builder
+	for _, x := range tl {
+		fin := "running"
+		if x.Finished != nil {
+			fin = stamp(*x.Finished)
+		}
+		fmt.Fprintf(&b, "%s %s on %s: %s .. %s %s\n", x.Kind, x.Target, x.Server, stamp(x.Started), fin, x.Outcome)
+	}
+	return b.String()
+}
+
 type bootOut struct {
 	res lync.BootstrapResult
 	err error
@@ -159,7 +190,7 @@ type bootOut struct {
 
 func pair(t *testing.T, d *Deployment, clk *FakeClock, a, b string) error {
 	t.Helper()
-	be := backend(t, d, a)
+	be := via(t, d, a)
 	return do(t, clk, 3*time.Second, func() error {
 		return be.PairPools(context.Background(), protocol.PairPoolsParams{PrimaryFQDN: a, BackupFQDN: b})
 	})
@@ -183,7 +214,7 @@ func startService(t *testing.T, d *Deployment, clk *FakeClock, server string) er
 
 func syncBackup(t *testing.T, d *Deployment, clk *FakeClock, pool string) error {
 	t.Helper()
-	be := backend(t, d, pool)
+	be := via(t, d, pool)
 	return do(t, clk, 3*time.Second, func() error { return be.SyncBackup(context.Background(), pool) })
 }
 
@@ -208,7 +239,7 @@ func pairAndRun(t *testing.T, d *Deployment, clk *FakeClock) {
 
 func status(t *testing.T, d *Deployment, pool string) protocol.BackupStatus {
 	t.Helper()
-	s, err := backend(t, d, pool).BackupStatus(context.Background(), pool)
+	s, err := anyView(t, d).BackupStatus(context.Background(), pool)
 	if err != nil {
 		t.Fatalf("BackupStatus(%s): %v", pool, err)
 	}
@@ -238,7 +269,7 @@ func serverState(t *testing.T, d *Deployment, fqdn string) ServerState {
 
 func poolOf(t *testing.T, d *Deployment, fqdn string) protocol.Pool {
 	t.Helper()
-	p, err := backend(t, d, fqdn).Pool(context.Background(), fqdn)
+	p, err := anyView(t, d).Pool(context.Background(), fqdn)
 	if err != nil {
 		t.Fatalf("Pool(%s): %v", fqdn, err)
 	}

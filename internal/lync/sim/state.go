@@ -16,13 +16,14 @@ import (
 
 // mutState is everything that changes while the sim runs: what Lync itself would keep across an
 // agent restart (topology pairings, installed services, the backup service's progress) plus the
-// sim's own counters and remaining faults. It is what the state file holds.
+// sim's own counters, timeline and remaining faults. It is what the state file holds.
 type mutState struct {
 	FormatVersion   int                   `json:"formatVersion"`
 	TopologyVersion int                   `json:"topologyVersion"`
 	Pools           map[string]*poolMut   `json:"pools"`
 	Servers         map[string]*serverMut `json:"servers"`
 	Counts          map[string]int        `json:"counts"`
+	Timeline        []Execution           `json:"timeline,omitempty"`
 }
 
 const stateFormatVersion = 1
@@ -96,6 +97,7 @@ func (s *mutState) clone() *mutState {
 	for k, n := range s.Counts {
 		c.Counts[k] = n
 	}
+	c.Timeline = cloneTimeline(s.Timeline)
 	return c
 }
 
@@ -160,6 +162,11 @@ func readStateFile(path string, t *topology) (st *mutState, found bool, err erro
 	if st.Counts == nil {
 		st.Counts = map[string]int{}
 	}
+	for i, x := range st.Timeline {
+		if x.Finished == nil && x.Outcome != "" || x.Finished != nil && !slices.Contains([]string{OutcomeSucceeded, OutcomeFailed, OutcomeInterrupted}, x.Outcome) {
+			return nil, true, fmt.Errorf("state file %s: timeline[%d] has finished %v with outcome %q", path, i, x.Finished, x.Outcome)
+		}
+	}
 	return st, true, nil
 }
 
@@ -206,8 +213,22 @@ type State struct {
 	CMSPool         string        `json:"cmsPool"`
 	Pools           []PoolState   `json:"pools"`
 	Servers         []ServerState `json:"servers"`
-	// Counts are the operations started, keyed "<Kind>/<target>" (see Deployment.Counts).
+	// Counts are the operations called, keyed "<Kind>/<target>" (see Deployment.Counts).
 	Counts map[string]int `json:"counts"`
+	// Timeline is every execution of an operation, in the order they started (see Execution).
+	Timeline []Execution `json:"timeline"`
+	// Bootstrapping lists the servers where Bootstrapper.exe runs now.
+	Bootstrapping []string `json:"bootstrapping,omitempty"`
+	// Reads are the read settings in force.
+	Reads ReadSettings `json:"reads"`
+}
+
+// ReadSettings are how reads behave (durations.read, readsWaitForWrites, Deployment.SetReads).
+type ReadSettings struct {
+	// Latency is a Go duration: how long every read takes.
+	Latency string `json:"latency"`
+	// WaitForWrites: a read on a server waits while that server's agent runs a write.
+	WaitForWrites bool `json:"waitForWrites"`
 }
 
 // PoolState is one pool: its topology facts, faults and the backup direction to its partner.
