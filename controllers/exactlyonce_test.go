@@ -461,3 +461,34 @@ func TestTopologyWritesOfOneDeploymentRunOneAtATime(t *testing.T) {
 	}
 	assertExactlyOnce(t, env, 1)
 }
+
+// TestSlowReadsAndReadsBehindWritesStillConverge: every read takes 300 ms, and an agent answers no
+// read while it runs a write (the single PowerShell host of old agents): the server running the
+// 6 s topology write looks unreachable to the manager's 2 s reads for as long as it runs. The
+// pool is read through its other server, nothing runs twice, and the pair converges.
+func TestSlowReadsAndReadsBehindWritesStillConverge(t *testing.T) {
+	requireAPIServer(t)
+	durations := map[string]string{"pairPools": "6s", "bootstrap": "150ms", "startBackupService": "50ms", "syncBackup": "1s",
+		"syncInterval": "1h", "changeRate": "0", "initialBacklog": "500", "read": "300ms"}
+	env := startSim(t, durations, func(yaml string) string {
+		return strings.Replace(yaml, "readsWaitForWrites: false", "readsWaitForWrites: true", 1)
+	})
+	if latency, wait := env.d.Reads(); latency != 300*time.Millisecond || !wait {
+		t.Fatalf("sim reads: latency %v, wait for writes %v", latency, wait)
+	}
+	startManager(t, env.fastReconciler)
+	ns := newNamespace(t)
+	create(t, env.pair(ns, "slow"))
+	eventually(t, 30*time.Second, "the topology write running", func() (bool, string) {
+		got := getPair(t, ns, "slow")
+		op := got.Status.Operation
+		return op != nil && op.Kind == string(protocol.KindPairPools) && op.State != drv1alpha1.OperationStateStarting, describe(got)
+	})
+	poke(t, ns, "slow") // a pass while the write runs
+	waitReady(t, ns, "slow", 90*time.Second)
+	// The fault was felt: the writing server's reads timed out on some pass.
+	if events := eventReasons(t, ns, "slow"); countReason(events, "AgentsUnreachable") == 0 {
+		t.Errorf("no pass saw the writing server's reads wait:\n%s", strings.Join(events, "\n"))
+	}
+	assertExactlyOnce(t, env, 1)
+}
