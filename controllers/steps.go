@@ -282,9 +282,14 @@ func (p *pass) adopt(s slot, a protocol.ActiveOperation, on agentServer, message
 		Kind: string(a.Kind), ID: a.ID, Target: a.Target, Server: on.FQDN, Endpoint: on.Endpoint,
 		State: string(a.State), Attempt: *s.failedAttempts, Message: message,
 	}
-	if prev != nil {
+	switch {
+	case prev != nil:
 		// Keep our sequence so the slot's next id is still above it; our record was not taken.
 		op.Sequence, op.CMSPool, op.Params = prev.Sequence, prev.CMSPool, prev.Params
+	case a.Kind == protocol.KindPairPools || a.Kind == protocol.KindUnpair:
+		// A topology write found running holds its deployment's writer slot until it ends.
+		op.CMSPool = p.cmsPool()
+		p.r.writers.acquire(op.CMSPool, p.key())
 	}
 	started := stamp(p.now)
 	if a.Started != nil {
@@ -312,7 +317,9 @@ func (p *pass) track(ctx context.Context, s slot) bool {
 	}
 	got, err := p.agents.Operation(ctx, op.Endpoint, op.ID)
 	if errors.Is(err, agentclient.ErrNotFound) {
-		if idErr := p.checkIdentity(ctx, op.Server, op.Endpoint); idErr != nil {
+		// A record without a server comes from a manager that sent pool-level steps to a pool's
+		// address: whichever server answers there may not be the one that has it.
+		if idErr := p.checkIdentity(ctx, op.Server, op.Endpoint); idErr != nil && op.Server != "" {
 			// Another server answered at that address: ours is unknown from here.
 			err = idErr
 		} else {
