@@ -60,8 +60,18 @@ demo: envtest-assets build ## Run the operator against two simulated Lync pools 
 	CGO_ENABLED=0 go build -o bin/poolpair-demo ./hack/demo
 	bin/poolpair-demo
 
+.PHONY: chaos
+chaos: envtest-assets build ## Kill the manager (-9) at random while a pair syncs, N times; count steps started twice (CHAOS_RUNS=10, CHAOS_MODE=manager|agents, CHAOS_SEED).
+	CGO_ENABLED=0 go build -o bin/poolpair-chaos ./hack/chaos
+	bin/poolpair-chaos
+
 ##@ Test
 
+# Packages that need no control plane: they run again under the race detector.
+RACE_PACKAGES ?= ./cmd/... ./internal/agent/... ./internal/agentclient/... ./internal/lync/... \
+	./internal/pairing/... ./internal/protocol/... ./internal/devcerts/...
+
 .PHONY: test
-test: envtest-assets ## Run every test: unit, envtest (real kube-apiserver) and end-to-end.
+test: envtest-assets ## Run every test: unit, envtest (real kube-apiserver) and end-to-end; the unit packages also with -race.
 	go test $(GO_TEST_FLAGS) ./...
+	go test $(GO_TEST_FLAGS) -race $(RACE_PACKAGES)
