@@ -43,6 +43,30 @@ func assertExactlyOnce(t testing.TB, env *simEnv, maxParallel int) {
 	}
 }
 
+// agentWrapper stands between the reconciler and the sim's agents: it embeds the real client,
+// which reconcilerVia sets on first use.
+type agentWrapper interface {
+	controllers.AgentClient
+	setAgents(controllers.AgentClient)
+}
+
+// reconcilerVia points the controller at the sim with test-sized timings, through w.
+func (e *simEnv) reconcilerVia(w agentWrapper) func(*controllers.PoolPairReconciler) {
+	return func(r *controllers.PoolPairReconciler) {
+		e.fastReconciler(r)
+		var once sync.Once
+		var err error
+		r.Connect = func(m controllers.TLSMaterial) (controllers.AgentClient, error) {
+			once.Do(func() {
+				var c *agentclient.Client
+				c, err = agentclient.New(agentclient.Config{CertPEM: m.CertPEM, KeyPEM: m.KeyPEM, CAPEM: m.CAPEM, Timeout: r.AgentTimeout})
+				w.setAgents(c)
+			})
+			return w, err
+		}
+	}
+}
+
 // crashPoint is where the first manager stops in the start path of a step.
 type crashPoint string
 
@@ -61,6 +85,8 @@ type crashingAgents struct {
 	once  sync.Once
 	hit   chan struct{}
 }
+
+func (c *crashingAgents) setAgents(a controllers.AgentClient) { c.AgentClient = a }
 
 func (c *crashingAgents) StartOperation(ctx context.Context, e string, r protocol.OperationRequest) (protocol.Operation, error) {
 	if r.Kind != c.kind || (c.point != beforeRequest && c.point != beforeAnswer) {
@@ -101,17 +127,7 @@ func TestManagerStoppedAnywhereInTheStartPathRunsEachStepOnce(t *testing.T) {
 				crasher := &crashingAgents{kind: kind, point: point, hit: make(chan struct{})}
 				var recordOnce sync.Once
 				stop := startManagerStoppable(t, func(r *controllers.PoolPairReconciler) {
-					env.fastReconciler(r)
-					r.Connect = func(m controllers.TLSMaterial) (controllers.AgentClient, error) {
-						if crasher.AgentClient == nil {
-							c, err := agentclient.New(agentclient.Config{CertPEM: m.CertPEM, KeyPEM: m.KeyPEM, CAPEM: m.CAPEM, Timeout: 2 * time.Second})
-							if err != nil {
-								return nil, err
-							}
-							crasher.AgentClient = c
-						}
-						return crasher, nil
-					}
+					env.reconcilerVia(crasher)(r)
 					if point == beforeRecord {
 						r.Client = interceptor.NewClient(mgrClientWithWatch{r.Client}, interceptor.Funcs{
 							SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
@@ -379,19 +395,7 @@ func TestTopologyWriteWhoseServerVanishedIsNotStartedElsewhere(t *testing.T) {
 	env := startSim(t, durations, nil)
 	ns := newNamespace(t)
 	crasher := &crashingAgents{kind: protocol.KindPairPools, point: beforeAnswer, hit: make(chan struct{})}
-	stop := startManagerStoppable(t, func(r *controllers.PoolPairReconciler) {
-		env.fastReconciler(r)
-		r.Connect = func(m controllers.TLSMaterial) (controllers.AgentClient, error) {
-			if crasher.AgentClient == nil {
-				c, err := agentclient.New(agentclient.Config{CertPEM: m.CertPEM, KeyPEM: m.KeyPEM, CAPEM: m.CAPEM, Timeout: 2 * time.Second})
-				if err != nil {
-					return nil, err
-				}
-				crasher.AgentClient = c
-			}
-			return crasher, nil
-		}
-	})
+	stop := startManagerStoppable(t, env.reconcilerVia(crasher))
 	create(t, env.pair(ns, "vanished"))
 	select {
 	case <-crasher.hit:

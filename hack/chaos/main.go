@@ -26,15 +26,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/lync-dr/poolpair-operator/internal/localrun"
 )
 
 const (
@@ -106,7 +106,7 @@ func readSettings() (settings, error) {
 // runAll sets up what every run shares, then runs them one by one. It returns how many converged and
 // the sum of the duplicates.
 func runAll(ctx context.Context, s settings) (converged, dups int, err error) {
-	root, err := repoRoot()
+	root, err := localrun.RepoRoot("make chaos")
 	if err != nil {
 		return 0, 0, err
 	}
@@ -154,24 +154,6 @@ func signalContext() (context.Context, func()) {
 		}
 	}()
 	return ctx, func() { signal.Stop(sigs); cancel() }
-}
-
-// repoRoot finds the repository from the working directory.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("working directory: %w", err)
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/lync-dr/poolpair-operator\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run chaos inside the poolpair-operator repository (make chaos)")
-		}
-		dir = parent
-	}
 }
 
 func indent(s string) string {

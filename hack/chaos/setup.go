@@ -17,7 +17,6 @@ import (
 
 	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
 	"github.com/lync-dr/poolpair-operator/internal/localrun"
-	"github.com/lync-dr/poolpair-operator/internal/testenv"
 )
 
 // harness is what every run shares: the control plane, the certificates and the sim template.
@@ -50,7 +49,7 @@ func (h *harness) setup(ctx context.Context) error {
 			return fmt.Errorf("%s is not built: run `make chaos` (or `make build` first)", bin)
 		}
 	}
-	assets, err := assetsDir()
+	assets, err := localrun.AssetsDir()
 	if err != nil {
 		return err
 	}
@@ -132,21 +131,6 @@ func (h *harness) stopAll() {
 		}
 		h.cp = nil
 	}
-}
-
-// assetsDir is where etcd, kube-apiserver and kubectl are: $KUBEBUILDER_ASSETS (make exports it)
-// or bin/k8s/<version>.
-func assetsDir() (string, error) {
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	if dir == "" {
-		dir = filepath.Join("bin", "k8s", testenv.KubeVersion)
-	}
-	for _, bin := range []string{"etcd", "kube-apiserver", "kubectl"} {
-		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
-			return "", fmt.Errorf("%w (missing %s)", testenv.ErrNoAssets, filepath.Join(dir, bin))
-		}
-	}
-	return filepath.Abs(dir)
 }
 
 func loadSimTemplate() (simTemplateFile, error) {

@@ -64,7 +64,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := builtBinaries(); err != nil {
 		return err
 	}
-	assets, err := assetsDir()
+	assets, err := localrun.AssetsDir()
 	if err != nil {
 		return err
 	}

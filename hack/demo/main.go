@@ -17,18 +17,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/lync-dr/poolpair-operator/internal/localrun"
-	"github.com/lync-dr/poolpair-operator/internal/testenv"
 )
 
 // Fixed loopback ports, so the kubeconfig and the commands the demo prints stay the same from run to
@@ -106,7 +103,7 @@ func run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	root, err := repoRoot()
+	root, err := localrun.RepoRoot("make demo")
 	if err != nil {
 		return err
 	}
@@ -116,39 +113,6 @@ func run(ctx context.Context, out io.Writer) error {
 	d := &demo{settings: s, root: root, out: out}
 	defer d.stopAll()
 	return d.run(ctx)
-}
-
-// repoRoot finds the repository from the working directory, so the demo runs from any subdirectory.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("working directory: %w", err)
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/lync-dr/poolpair-operator\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run the demo inside the poolpair-operator repository (make demo)")
-		}
-		dir = parent
-	}
-}
-
-// assetsDir is where etcd, kube-apiserver and kubectl are: $KUBEBUILDER_ASSETS (make exports it)
-// or bin/k8s/<version>.
-func assetsDir() (string, error) {
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	if dir == "" {
-		dir = filepath.Join("bin", "k8s", testenv.KubeVersion)
-	}
-	for _, bin := range []string{"etcd", "kube-apiserver", "kubectl"} {
-		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
-			return "", fmt.Errorf("%w (missing %s)", testenv.ErrNoAssets, filepath.Join(dir, bin))
-		}
-	}
-	return filepath.Abs(dir)
 }
 
 // builtBinaries checks for bin/manager and bin/lync-agent (make demo builds them first).
