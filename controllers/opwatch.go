@@ -93,3 +93,15 @@ func (w *operationWatcher) forget(owner types.NamespacedName) {
 	}
 	delete(w.byOwner, owner)
 }
+
+// wake asks for a pass of owner, without blocking the caller.
+func (w *operationWatcher) wake(owner types.NamespacedName) {
+	pp := &drv1alpha1.PoolPair{}
+	pp.Namespace, pp.Name = owner.Namespace, owner.Name
+	go func() {
+		select {
+		case w.events <- event.GenericEvent{Object: pp}:
+		case <-w.ctx.Done():
+		}
+	}()
+}

@@ -168,6 +168,7 @@ func (r *PoolPairReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 	}
 	r.watcher = newOperationWatcher()
 	r.writers.recorded = r.recordedWriter
+	r.writers.wake = r.watcher.wake
 	r.watcher.start(ctx)
 
 	indexer := mgr.GetFieldIndexer()

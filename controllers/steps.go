@@ -149,10 +149,11 @@ func (p *pass) intend(s slot, kind protocol.OperationKind, target string, on age
 	var cms string
 	if kind == protocol.KindPairPools || kind == protocol.KindUnpair {
 		cms = p.cmsPool()
-		holder, ok := p.r.writers.acquire(cms, p.key())
-		if !ok {
-			p.waiting = fmt.Sprintf("%s waits for PoolPair %s, which is writing the topology of the deployment whose Central Management Store is on %s (one topology write at a time)", kind, holder, cms)
-			p.wantRequeue(p.r.UnreachableRetry)
+		if _, ok := p.r.writers.acquire(cms, p.key()); !ok {
+			// Not naming the holder keeps the message, and so the status, unchanged while the
+			// queue moves: a waiting PoolPair costs no writes. It is woken when its turn comes.
+			p.waiting = fmt.Sprintf("%s waits for another PoolPair's topology write to finish (one at a time per Central Management Store; this deployment's is on %s)", kind, orUnknown(cms))
+			p.wantRequeue(p.r.OperationPollInterval)
 			return false
 		}
 		release = func() { p.r.writers.release(cms, p.key()) }

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 
@@ -16,51 +17,82 @@ import (
 // Unpair): every pairing of a deployment is published to the same Central Management Store, and
 // two publishes at once would race. The holder is kept in memory from the moment its write is
 // recorded until it finishes; a manager that just started learns the writes in flight from the
-// PoolPairs' status (the holder's record is written before its request is sent).
+// PoolPairs' status (the holder's record is written before its request is sent). A PoolPair that
+// has to wait is woken when the slot is given back, in the order they asked.
 type topologyWriters struct {
 	mu      sync.Mutex
 	holders map[string]types.NamespacedName
+	waiters map[string][]types.NamespacedName
 	// recorded finds a PoolPair other than except whose status records a topology write in
 	// flight on cms.
 	recorded func(cms string, except types.NamespacedName) (types.NamespacedName, bool)
+	// wake asks for a pass of a PoolPair.
+	wake func(types.NamespacedName)
 }
 
-// acquire makes pair the writer of cms, or returns the PoolPair that is.
+// acquire makes pair the writer of cms, or returns the PoolPair that is and queues pair to be
+// woken when the slot is given back.
 func (w *topologyWriters) acquire(cms string, pair types.NamespacedName) (string, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if h, ok := w.holders[cms]; ok && h != pair {
-		return h.String(), false
-	}
-	if w.recorded != nil {
-		if other, ok := w.recorded(cms, pair); ok {
-			return other.String(), false
+	holder, taken := w.holders[cms]
+	if !taken || holder == pair {
+		if w.recorded != nil {
+			holder, taken = w.recorded(cms, pair)
 		}
+	}
+	if taken && holder != pair {
+		if w.waiters == nil {
+			w.waiters = map[string][]types.NamespacedName{}
+		}
+		if !slices.Contains(w.waiters[cms], pair) {
+			w.waiters[cms] = append(w.waiters[cms], pair)
+		}
+		return holder.String(), false
 	}
 	if w.holders == nil {
 		w.holders = map[string]types.NamespacedName{}
 	}
 	w.holders[cms] = pair
+	w.waiters[cms] = slices.DeleteFunc(w.waiters[cms], func(p types.NamespacedName) bool { return p == pair })
 	return "", true
 }
 
-// release gives up pair's hold on cms, if it has it.
+// release gives up pair's hold on cms (also a hold this manager only knew from status) and wakes
+// the PoolPair that has waited longest. Waking one at a time keeps a crowd of waiters from all
+// looking at once; the others look again at their own poll interval if the woken one no longer
+// needs the slot.
 func (w *topologyWriters) release(cms string, pair types.NamespacedName) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.holders[cms] == pair {
-		delete(w.holders, cms)
+	if h, ok := w.holders[cms]; ok && h != pair {
+		return
+	}
+	delete(w.holders, cms)
+	if q := w.waiters[cms]; len(q) > 0 {
+		next := q[0]
+		w.waiters[cms] = q[1:]
+		if w.wake != nil {
+			w.wake(next)
+		}
 	}
 }
 
-// forget drops every hold of a PoolPair that is gone.
+// forget drops every hold and wait of a PoolPair that is gone.
 func (w *topologyWriters) forget(pair types.NamespacedName) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	held := []string{}
 	for cms, h := range w.holders {
 		if h == pair {
-			delete(w.holders, cms)
+			held = append(held, cms)
 		}
+	}
+	for cms, q := range w.waiters {
+		w.waiters[cms] = slices.DeleteFunc(q, func(p types.NamespacedName) bool { return p == pair })
+	}
+	w.mu.Unlock()
+	for _, cms := range held {
+		w.release(cms, pair)
 	}
 }
 

@@ -188,7 +188,24 @@ type poolResult struct {
 
 type cmsEntry struct {
 	PoolFQDN string `json:"poolFqdn"`
-	Active   *bool  `json:"active"`
+	Active   *bool  `json:"active"` // null: the property is not there (UNVERIFIED, see hostsCMS)
+}
+
+func (c *cmsEntry) UnmarshalJSON(b []byte) error {
+	type plain cmsEntry
+	return decodeObject(b, (*plain)(c))
+}
+
+// moduleEntry is one backup module of Invoke-AgentGetBackupStatus.
+type moduleEntry struct {
+	Identity     string `json:"identity"`
+	ExportStatus string `json:"exportStatus"`
+	ImportStatus string `json:"importStatus"`
+}
+
+func (m *moduleEntry) UnmarshalJSON(b []byte) error {
+	type plain moduleEntry
+	return decodeObject(b, (*plain)(m))
 }
 
 // Pool reads one pool: Get-CsPool, Get-CsService, Get-CsPoolBackupRelationship in one call.
@@ -200,10 +217,14 @@ func (b *Backend) Pool(ctx context.Context, fqdn string) (protocol.Pool, error) 
 	if err := b.read.call(ctx, opGetPool, map[string]string{"fqdn": fqdn}, &res); err != nil {
 		return protocol.Pool{}, err
 	}
-	return res.toPool(fqdn), nil
+	return res.toPool(fqdn)
 }
 
-func (r *poolResult) toPool(requested string) protocol.Pool {
+func (r *poolResult) toPool(requested string) (protocol.Pool, error) {
+	version, err := versionName(r.RegistrarVersion)
+	if err != nil {
+		return protocol.Pool{}, fmt.Errorf("powershell %s: decoding the result: %w", opGetPool, err)
+	}
 	fqdn := firstNonEmpty(cleanFQDN(r.FQDN), requested)
 	computers := make([]string, 0, len(r.Computers))
 	for _, c := range r.Computers {
@@ -215,11 +236,11 @@ func (r *poolResult) toPool(requested string) protocol.Pool {
 		FQDN:       fqdn,
 		Site:       siteName(r.Site),
 		Edition:    editionOf(fqdn, r.Services),
-		Version:    versionName(r.RegistrarVersion),
+		Version:    version,
 		Computers:  computers,
 		BackupPool: cleanFQDN(r.BackupPoolFQDN),
 		HostsCMS:   hostsCMS(fqdn, r.CMS),
-	}
+	}, nil
 }
 
 // BackupStatus reads the backup modules of poolFQDN -> its backup pool (Get-CsBackupServiceStatus).
@@ -228,13 +249,9 @@ func (b *Backend) BackupStatus(ctx context.Context, poolFQDN string) (protocol.B
 		return protocol.BackupStatus{}, invalid("poolFqdn", err)
 	}
 	var res struct {
-		PoolFQDN       string `json:"poolFqdn"`
-		BackupPoolFQDN string `json:"backupPoolFqdn"`
-		Modules        jsonList[struct {
-			Identity     string `json:"identity"`
-			ExportStatus string `json:"exportStatus"`
-			ImportStatus string `json:"importStatus"`
-		}] `json:"modules"`
+		PoolFQDN       string                `json:"poolFqdn"`
+		BackupPoolFQDN string                `json:"backupPoolFqdn"`
+		Modules        jsonList[moduleEntry] `json:"modules"`
 	}
 	if err := b.read.call(ctx, opGetBackupStatus, map[string]string{"fqdn": poolFQDN}, &res); err != nil {
 		return protocol.BackupStatus{}, err
@@ -416,13 +433,19 @@ func editionOf(fqdn string, services []string) string {
 	return protocol.EditionEnterprise
 }
 
-// versionName maps the Registrar service's Version to the product name.
+// versionName maps the Registrar service's Version to the product name ("" when there is no
+// Registrar service: null).
 // UNVERIFIED: the numbering (5 = Lync Server 2010, 6 = 2013, 7 = Skype for Business Server 2015,
-// 8 = 2019). An unknown number is kept as "version N" so a mismatch still shows.
-func versionName(raw json.RawMessage) string {
+// 8 = 2019), and the shape: a number or a string, or a System.Version ({"Major":6,...}). An
+// unknown number is kept as "version N" so a mismatch still shows; another shape is an error, not
+// an unknown version (which would let pools of different versions pair).
+func versionName(raw json.RawMessage) (string, error) {
 	var v any
-	if len(raw) == 0 || json.Unmarshal(raw, &v) != nil || v == nil {
-		return ""
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "", fmt.Errorf(`"registrarVersion": %w`, err)
 	}
 	var n int
 	switch x := v.(type) {
@@ -432,23 +455,29 @@ func versionName(raw json.RawMessage) string {
 		x = strings.TrimSpace(x)
 		i, err := strconv.Atoi(x)
 		if err != nil {
-			return x
+			return x, nil
 		}
 		n = i
+	case map[string]any:
+		major, ok := x["Major"].(float64)
+		if !ok {
+			return "", fmt.Errorf(`"registrarVersion": want a number, a string or a version, got %s`, printable(raw, 80))
+		}
+		n = int(major)
 	default:
-		return ""
+		return "", fmt.Errorf(`"registrarVersion": want a number, a string or a version, got %s`, printable(raw, 80))
 	}
 	switch n {
 	case 5:
-		return "Lync Server 2010"
+		return "Lync Server 2010", nil
 	case 6:
-		return "Lync Server 2013"
+		return "Lync Server 2013", nil
 	case 7:
-		return "Skype for Business Server 2015"
+		return "Skype for Business Server 2015", nil
 	case 8:
-		return "Skype for Business Server 2019"
+		return "Skype for Business Server 2019", nil
 	}
-	return "version " + strconv.Itoa(n)
+	return "version " + strconv.Itoa(n), nil
 }
 
 // hostsCMS: the pool hosts the active Central Management Store.

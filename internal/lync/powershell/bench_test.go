@@ -16,6 +16,11 @@ import (
 // servers the import alone takes seconds, so 300 ms is conservative: the real gap is wider.
 const benchStartDelay = "300ms"
 
+// benchModel says what the Call benchmarks measure: neither runs powershell.exe.
+const benchModel = "a model, not powershell.exe: each host is this test binary as a fake PowerShell " +
+	"that sleeps a fixed " + benchStartDelay + " for process start and Import-Module; " +
+	"the figures compare the two shapes, not real Front End latencies"
+
 // BenchmarkCallLongLivedHost: the steady state of the Backend, one host for every call (its one
 // start is outside the timer).
 func BenchmarkCallLongLivedHost(b *testing.B) {
@@ -32,10 +37,12 @@ func BenchmarkCallLongLivedHost(b *testing.B) {
 	}
 	b.StopTimer()
 	reportMsPerCall(b)
+	logOnce(b, "long-lived host: "+benchModel+" (paid once, outside the timer)")
 }
 
 // BenchmarkCallNewProcessPerCall: what a fresh powershell.exe per call would cost, importing the
-// module every time.
+// module every time. Modelled: the fake's fixed start-up delay stands for the real start and
+// import, which take seconds on a Front End.
 func BenchmarkCallNewProcessPerCall(b *testing.B) {
 	b.Setenv(envStartDelay, benchStartDelay)
 	newTestBackend(b, protocol.ProductLync2013, nil) // sets FAKE_LOG and FAKE_PWSH_PRODUCT
@@ -54,6 +61,17 @@ func BenchmarkCallNewProcessPerCall(b *testing.B) {
 	}
 	b.StopTimer()
 	reportMsPerCall(b)
+	logOnce(b, "process per call: "+benchModel+" (paid on every call)")
+}
+
+// logged holds the benchmarks whose note is printed: once each, not once per b.N tried.
+var logged sync.Map
+
+func logOnce(b *testing.B, note string) {
+	b.Helper()
+	if _, done := logged.LoadOrStore(b.Name(), true); !done {
+		b.Log(note)
+	}
 }
 
 func reportMsPerCall(b *testing.B) {
@@ -115,6 +133,8 @@ func BenchmarkReadsDuringWrite(b *testing.B) {
 		}
 		b.ReportMetric(100*float64(slow)/float64(len(lat)), prefix+"reads-over-5s-%")
 	}
+	logOnce(b, "a model, not powershell.exe: the write is the fake PowerShell sleeping "+write.String()+
+		" and each read its immediate answer; the figures show how long reads wait behind a write, not cmdlet latencies")
 	report("", two)
 	report("onehost-", one)
 	b.ReportMetric(float64(len(two))/float64(b.N), "reads/write")

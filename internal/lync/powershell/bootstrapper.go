@@ -28,10 +28,14 @@ const (
 // We assume it follows Windows Installer's convention (3010 ERROR_SUCCESS_REBOOT_REQUIRED,
 // 1641 ERROR_SUCCESS_REBOOT_INITIATED) and/or says so in its output ("A restart is required",
 // "reboot is pending", "must restart"), ignoring lines that say none is needed.
+const (
+	exitRebootRequired  = 3010
+	exitRebootInitiated = 1641
+)
+
 var (
-	rebootExitCodes = map[int]bool{3010: true, 1641: true}
-	rebootText      = regexp.MustCompile(`(?i)\b(restart|reboot)\b.{0,60}\b(required|needed|pending)\b|\b(requires?|needs?|must)\b.{0,20}\b(restart|reboot)`)
-	noRebootText    = regexp.MustCompile(`(?i)\bno(t)?\b.{0,30}\b(restart|reboot)|\b(restart|reboot)\b.{0,30}\bnot\b`)
+	rebootText   = regexp.MustCompile(`(?i)\b(restart|reboot)\b.{0,60}\b(required|needed|pending)\b|\b(requires?|needs?|must)\b.{0,20}\b(restart|reboot)`)
+	noRebootText = regexp.MustCompile(`(?i)\bno(t)?\b.{0,30}\b(restart|reboot)|\b(restart|reboot)\b.{0,30}\bnot\b`)
 )
 
 // bootstrapper runs the product's Bootstrapper.exe directly: no shell, no arguments.
@@ -231,7 +235,7 @@ func (bs *bootstrapper) judge(r *bootRun, x procExit, timedOut bool) (lync.Boots
 	}
 	res.ExitCode = x.code
 	res.Succeeded = x.code == 0
-	res.RebootRequired = rebootExitCodes[x.code] || asksForReboot(output)
+	res.RebootRequired = rebootRequired(x.code, output)
 	bs.log.Info("Bootstrapper.exe finished", "pid", r.pid, "adopted", r.adopted, "exitCode", res.ExitCode,
 		"succeeded", res.Succeeded, "rebootRequired", res.RebootRequired)
 	return res, nil
@@ -259,6 +263,11 @@ func readTail(path string, n int64) string {
 	}
 	b, _ := io.ReadAll(io.LimitReader(f, n))
 	return strings.ToValidUTF8(string(b), "?")
+}
+
+// rebootRequired says whether a run that ended with code and printed output asks for a restart.
+func rebootRequired(code int, output string) bool {
+	return code == exitRebootRequired || code == exitRebootInitiated || asksForReboot(output)
 }
 
 func asksForReboot(output string) bool {

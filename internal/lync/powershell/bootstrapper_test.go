@@ -31,13 +31,10 @@ func TestBootstrap(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.mode, func(t *testing.T) {
-			t.Setenv(envBootMode, c.mode)
 			if c.wantExit > 255 && runtime.GOOS != "windows" {
-				// Exit statuses are 8 bits outside Windows: 3010 arrives as 194.
-				c.wantExit &= 0xff
-				rebootExitCodes[c.wantExit] = true
-				t.Cleanup(func() { delete(rebootExitCodes, c.wantExit) })
+				t.Skip("exit statuses have 8 bits outside Windows (3010 arrives as 194): TestBootstrapRebootSignals runs 3010 and 1641 through the procs seam")
 			}
+			t.Setenv(envBootMode, c.mode)
 			b, log := newTestBackend(t, protocol.ProductLync2013, nil)
 			res, err := b.Bootstrap(bg)
 			if err != nil {
@@ -273,11 +270,14 @@ func TestRunOfAnEarlierAgentIsFoundNotDoubled(t *testing.T) {
 	}
 }
 
-// fakeProcs stands for the OS: a run left by an earlier agent, ending when the test says, with an
-// exit code as Windows reports it.
+// fakeProcs stands for the OS: a run left by an earlier agent (orphan), or a run it starts
+// (started, after writing output to the log), each ending when the test says, with an exit code
+// as Windows reports it (32 bits, where a process status elsewhere has 8).
 type fakeProcs struct {
 	findErr error
 	orphan  *fakeProc
+	started *fakeProc
+	output  string
 	starts  atomic.Int32
 }
 
@@ -286,14 +286,23 @@ type fakeProc struct {
 	ended chan struct{}
 }
 
-func (f *fakeProcs) start(string, *os.File) (proc, error) {
+func (f *fakeProcs) start(_ string, out *os.File) (proc, error) {
 	f.starts.Add(1)
-	return nil, errors.New("the test allows no new run")
+	if f.started == nil {
+		return nil, errors.New("the test allows no new run")
+	}
+	if _, err := out.WriteString(f.output); err != nil {
+		return nil, err
+	}
+	return f.started, nil
 }
 
 func (f *fakeProcs) find(string) (proc, bool, error) {
 	if f.findErr != nil {
 		return nil, false, f.findErr
+	}
+	if f.orphan == nil {
+		return nil, false, nil
 	}
 	select {
 	case <-f.orphan.ended:
@@ -376,6 +385,73 @@ func TestBootstrapperMissing(t *testing.T) {
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "/nonexistent/Deployment/Bootstrapper.exe") ||
 		!strings.Contains(err.Error(), "Skype for Business Server 2019") {
 		t.Errorf("err = %v, want not-exist naming the path and product", err)
+	}
+}
+
+// Bootstrapper's reboot signals on every OS: its real exit codes (3010, 1641) and wording, from a
+// run the procs seam starts, judged as Bootstrap judges its own runs.
+func TestBootstrapRebootSignals(t *testing.T) {
+	cases := []struct {
+		name              string
+		code              int
+		output            string
+		succeeded, reboot bool
+	}{
+		{"3010 ERROR_SUCCESS_REBOOT_REQUIRED", 3010, "Installing Microsoft SQL Server 2012 Native Client...\r\n", false, true},
+		{"1641 ERROR_SUCCESS_REBOOT_INITIATED", 1641, "Installing Windows Fabric...\r\n", false, true},
+		{"0 saying a restart is required", 0, "Installing Windows Fabric...\r\nA restart is required to complete the installation.\r\n", true, true},
+		{"0 saying a reboot is pending", 0, "Reboot pending: yes\r\nBootstrapper completed successfully.\r\n", true, true},
+		{"0 saying none is needed", 0, "No restart is required.\r\nBootstrapper completed successfully.\r\n", true, false},
+		{"1 failed", 1, "Bootstrapper encountered an error.\r\n", false, false},
+		{"194 (3010 cut to 8 bits) is not a reboot code", 194, "Installing...\r\n", false, false},
+		{"3011 is not a reboot code", 3011, "Installing...\r\n", false, false},
+	}
+	b, log := newTestBackend(t, protocol.ProductLync2013, nil)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ended := make(chan struct{})
+			close(ended)
+			fake := &fakeProcs{started: &fakeProc{code: c.code, ended: ended}, output: c.output}
+			b.boot.procs = fake
+			res, err := b.Bootstrap(bg)
+			if err != nil {
+				t.Fatalf("Bootstrap: %v", err)
+			}
+			if res.ExitCode != c.code || res.Succeeded != c.succeeded || res.RebootRequired != c.reboot {
+				t.Errorf("result = exit %d succeeded %v reboot %v; want %d %v %v", res.ExitCode, res.Succeeded, res.RebootRequired, c.code, c.succeeded, c.reboot)
+			}
+			if want := logTail(c.output); res.LogTail != want {
+				t.Errorf("LogTail = %q, want %q", res.LogTail, want)
+			}
+			if n := fake.starts.Load(); n != 1 {
+				t.Errorf("%d runs started, want 1", n)
+			}
+		})
+	}
+	if n := log.count("bootstrapper"); n != 0 {
+		t.Errorf("a real Bootstrapper ran beside the seam: %v", log.lines())
+	}
+}
+
+func TestRebootRequired(t *testing.T) {
+	for _, c := range []struct {
+		code   int
+		output string
+		want   bool
+	}{
+		{3010, "", true},
+		{1641, "", true},
+		{3010, "No restart is required.", true}, // the code alone is enough
+		{0, "", false},
+		{1, "", false},
+		{194, "", false},
+		{1641 & 0xff, "", false},
+		{0, "Installing...\nThe computer must restart to finish.\n", true},
+		{0, "Restart not required", false},
+	} {
+		if got := rebootRequired(c.code, c.output); got != c.want {
+			t.Errorf("rebootRequired(%d, %q) = %v, want %v", c.code, c.output, got, c.want)
+		}
 	}
 }
 

@@ -28,6 +28,14 @@
 // that gives up (ctx) leaves the host running and its late reply is discarded by id; a call that
 // exceeds CallTimeout kills the host, which is then in an unknown state.
 //
+// Replies are checked, not trusted (wire.go). Output in UTF-16 (told by its BOM, or a NUL beside
+// an ASCII byte) is read as UTF-8, and a UTF-8 BOM at the start of a line is dropped. A result
+// that is null, lacks a key the script always writes, holds null where the script always casts to
+// [string], or has a value of the wrong type fails the call naming the key: a missing backup pool
+// is never read as "unpaired", nor a null result as "LYNCBACKUP not installed". A reply with a
+// usable id but a broken envelope fails its call; a reply line without one (cut short, say) is
+// named in the error of the call that then loses its host or times out.
+//
 // Errors: permission failures wrap lync.ErrPermission (with PermissionHint), unknown pools and
 // computers lync.ErrNotFound, a host that cannot start, load its module or answer
 // lync.ErrUnavailable; other cmdlet failures are a *CmdletError carrying the cmdlet's message.

@@ -93,6 +93,7 @@ func (s *shell) callLocked(ctx context.Context, op string, params, out any) erro
 		return err
 	}
 	id := h.nextID()
+	h.takeMalformed() // what came before this call is not its concern
 	line, err := encodeRequest(id, op, params)
 	if err != nil {
 		return fmt.Errorf("powershell %s: encoding parameters: %w", op, err)
@@ -123,14 +124,14 @@ func (s *shell) callLocked(ctx context.Context, op string, params, out any) erro
 				}
 			}
 			s.discard(h, "exited during a call")
-			return unavailable(op, "the PowerShell host exited during the call (%s)", h.exitSummary())
+			return unavailable(op, "the PowerShell host exited during the call (%s)%s", h.exitSummary(), h.takeMalformed())
 		case <-ctx.Done():
 			// The caller gave up, not the host: leave it running. Its late reply carries an old
 			// id and the next call discards it.
 			return fmt.Errorf("powershell %s: %w", op, ctx.Err())
 		case <-timer.C:
 			s.discard(h, "call timed out")
-			return unavailable(op, "no reply within %s; the PowerShell host was stopped", s.callTimeout)
+			return unavailable(op, "no reply within %s; the PowerShell host was stopped%s", s.callTimeout, h.takeMalformed())
 		}
 	}
 }
@@ -144,6 +145,9 @@ func (s *shell) handleReply(op string, id int64, r wireReply, out any) (bool, er
 		s.log.Debug("powershell: discarding a reply to an abandoned call", "id", r.ID, "want", id)
 		return false, nil
 	}
+	if r.malformed != "" {
+		return true, fmt.Errorf("powershell %s: malformed reply: %s", op, r.malformed)
+	}
 	if !r.OK {
 		we := r.Error
 		if we == nil {
@@ -151,10 +155,10 @@ func (s *shell) handleReply(op string, id int64, r wireReply, out any) (bool, er
 		}
 		return true, classify(op, we)
 	}
-	if out == nil || len(r.Result) == 0 || string(r.Result) == "null" {
+	if out == nil {
 		return true, nil
 	}
-	if err := json.Unmarshal(r.Result, out); err != nil {
+	if err := decodeResult(r.Result, out); err != nil {
 		return true, fmt.Errorf("powershell %s: decoding the result: %w", op, err)
 	}
 	return true, nil
@@ -207,12 +211,12 @@ func (s *shell) waitReady(ctx context.Context, h *host, op string) error {
 		default:
 		}
 		s.discard(h, "exited while starting")
-		return unavailable(op, "the PowerShell host exited while starting (%s)", h.exitSummary())
+		return unavailable(op, "the PowerShell host exited while starting (%s)%s", h.exitSummary(), h.takeMalformed())
 	case <-ctx.Done():
 		return fmt.Errorf("powershell %s: waiting for the PowerShell host to start: %w", op, ctx.Err())
 	case <-timer.C:
 		s.discard(h, "start timed out")
-		return unavailable(op, "the PowerShell host did not load module %s within %s", s.product.module, s.startTimeout)
+		return unavailable(op, "the PowerShell host did not load module %s within %s%s", s.product.module, s.startTimeout, h.takeMalformed())
 	}
 }
 
@@ -263,16 +267,20 @@ type host struct {
 
 	lastID   int64 // guarded by shell.sem
 	killOnce sync.Once
+
+	badMu sync.Mutex
+	bad   string // the last reply line that could not be read, for the error of a call that fails
 }
 
-// wireReply is one reply line after the marker.
+// wireReply is one reply line after the marker (parseReply).
 type wireReply struct {
-	ID     int64           `json:"id"`
-	OK     bool            `json:"ok"`
-	Result json.RawMessage `json:"result"`
-	Error  *wireError      `json:"error"`
+	ID     int64
+	OK     bool
+	Result json.RawMessage
+	Error  *wireError
 
 	oversized bool
+	malformed string // what is wrong with a reply to ID
 }
 
 type readyResult struct {
@@ -360,7 +368,7 @@ func (h *host) supervise(outR, errR *os.File, stdoutDone, stderrDone chan struct
 
 func (h *host) readStdout(r io.Reader, done chan struct{}) {
 	defer close(done)
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := bufio.NewReaderSize(decodeOutput(r), 64<<10)
 	readyDone := false
 	for {
 		line, tooLong, err := readBoundedLine(br, maxReplyLine)
@@ -374,6 +382,7 @@ func (h *host) readStdout(r io.Reader, done chan struct{}) {
 }
 
 func (h *host) handleLine(line []byte, tooLong bool, readyDone *bool) {
+	line = trimBOM(line)
 	payload, isReply := bytes.CutPrefix(line, []byte(replyMarker))
 	if !isReply {
 		if len(bytes.TrimSpace(line)) > 0 {
@@ -386,9 +395,16 @@ func (h *host) handleLine(line []byte, tooLong bool, readyDone *bool) {
 		h.deliver(wireReply{oversized: true})
 		return
 	}
-	var r wireReply
-	if err := json.Unmarshal(payload, &r); err != nil {
+	r, err := parseReply(payload)
+	if err == nil && r.ID == 0 && r.malformed != "" {
+		err = errors.New(r.malformed)
+	}
+	if err != nil {
+		// Nobody to hand it to: kept for the error of a call that then fails.
 		h.log.Debug("PowerShell host: ignoring a malformed reply line", "line", printable(line, 512), "error", err)
+		h.badMu.Lock()
+		h.bad = fmt.Sprintf("%v: %s", err, printable(line, 200))
+		h.badMu.Unlock()
 		return
 	}
 	if r.ID == 0 {
@@ -412,6 +428,19 @@ func (h *host) handleLine(line []byte, tooLong bool, readyDone *bool) {
 	h.deliver(r)
 }
 
+// takeMalformed forgets the last unreadable reply line, and says what it was ("" if none) for
+// the error of a call that failed.
+func (h *host) takeMalformed() string {
+	h.badMu.Lock()
+	defer h.badMu.Unlock()
+	bad := h.bad
+	h.bad = ""
+	if bad == "" {
+		return ""
+	}
+	return "; it last wrote a malformed reply line (" + bad + ")"
+}
+
 func (h *host) deliver(r wireReply) {
 	select {
 	case h.replies <- r:
@@ -422,7 +451,7 @@ func (h *host) deliver(r wireReply) {
 
 func (h *host) readStderr(r io.Reader, done chan struct{}) {
 	defer close(done)
-	br := bufio.NewReaderSize(r, 16<<10)
+	br := bufio.NewReaderSize(decodeOutput(r), 16<<10)
 	for {
 		line, _, err := readBoundedLine(br, 16<<10)
 		if len(bytes.TrimSpace(line)) > 0 {

@@ -1,34 +1,68 @@
 package powershell
 
 import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/lync-dr/poolpair-operator/internal/protocol"
 )
 
-func TestBootstrapScripts(t *testing.T) {
-	if strings.Contains(loaderScript, "\n") || !strings.Contains(loaderScript, "'"+bootstrapSentinel+"'") {
-		t.Errorf("the loader must be one line that stops at the sentinel")
-	}
-	for product, module := range wantModule {
-		in, err := bootstrapInput(product)
+// update rewrites the reviewed scripts in testdata from scripts.go. Use it on purpose, when a
+// script changes, and review the diff of testdata/ like any code:
+//
+//	go test ./internal/lync/powershell -run TestBootstrapGolden -update
+var update = flag.Bool("update", false, "rewrite testdata/bootstrap-*.golden from scripts.go")
+
+// The bootstrap input of each product equals its reviewed copy in testdata (the fake PowerShell
+// holds every host to the same copy).
+func TestBootstrapGolden(t *testing.T) {
+	for product := range wantModule {
+		path := filepath.Join("testdata", goldenName(product))
+		got, err := bootstrapInput(product)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if *update {
+			if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("wrote %s: review it before committing", path)
+			continue
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%v (a new product? review its script, then run with -update)", err)
+		}
+		if got != string(want) {
+			t.Errorf("%s: the bootstrap input differs from the reviewed %s (- reviewed, + scripts.go); if the change is "+
+				"meant, review it and run: go test ./internal/lync/powershell -run TestBootstrapGolden -update\n%s",
+				product, path, lineDiff(string(want), got))
+		}
+	}
+}
+
+// The reviewed copies pass the checks that depend on neither them nor scripts.go.
+func TestBootstrapScripts(t *testing.T) {
+	for product := range wantModule {
+		b, err := os.ReadFile(filepath.Join("testdata", goldenName(product)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := string(b)
 		if problem := checkBootstrap(product, wantArgs, in); problem != "" {
 			t.Errorf("%s: %s", product, problem)
 		}
-		body := strings.TrimPrefix(in, loaderScript+"\n")
-		body = strings.TrimSuffix(body, bootstrapSentinel+"\n")
-		if strings.Contains(body, bootstrapSentinel+"\n") || strings.Contains(body, "\n"+bootstrapSentinel) {
+		first, body, _ := strings.Cut(in, "\n")
+		if !strings.HasPrefix(first, "$ErrorActionPreference") {
+			t.Errorf("%s: the first line is not the loader: %.80q", product, first)
+		}
+		body = strings.TrimSuffix(body, wireSentinel+"\n")
+		if strings.Contains(body, wireSentinel) {
 			t.Errorf("%s: the sentinel appears inside the body", product)
-		}
-		if n := strings.Count(in, "Import-Module"); n != 1 {
-			t.Errorf("%s: %d Import-Module, want 1", product, n)
-		}
-		if !strings.Contains(in, "$lyncAgentModule = '"+module+"'") {
-			t.Errorf("%s: ready reply does not name %s", product, module)
 		}
 		for i, r := range in {
 			if r > 0x7e || (r < 0x20 && r != '\n') {
@@ -37,12 +71,77 @@ func TestBootstrapScripts(t *testing.T) {
 			}
 		}
 	}
+	if strings.Contains(loaderScript, "\n") || !strings.Contains(loaderScript, "'"+wireSentinel+"'") {
+		t.Errorf("the loader must be one line that stops at the sentinel")
+	}
+	if replyMarker != wireMarker || bootstrapSentinel != wireSentinel {
+		t.Errorf("marker %q and sentinel %q; the reviewed scripts use %q and %q", replyMarker, bootstrapSentinel, wireMarker, wireSentinel)
+	}
 	if _, err := bootstrapInput("lync2010"); err == nil {
 		t.Errorf("unknown product accepted")
 	}
 	if products[protocol.ProductLync2013].bootstrapper != `C:\Program Files\Microsoft Lync Server 2013\Deployment\Bootstrapper.exe` {
 		t.Errorf("lync2013 Bootstrapper path")
 	}
+}
+
+// lineDiff shows how got differs from want, line by line (a longest common subsequence), with
+// two lines of context around each change.
+func lineDiff(want, got string) string {
+	a, b := strings.Split(want, "\n"), strings.Split(got, "\n")
+	// lcs[i][j]: the longest common subsequence of a[i:] and b[j:].
+	lcs := make([][]int, len(a)+1)
+	for i := range lcs {
+		lcs[i] = make([]int, len(b)+1)
+	}
+	for i := len(a) - 1; i >= 0; i-- {
+		for j := len(b) - 1; j >= 0; j-- {
+			if a[i] == b[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	type op struct {
+		mark byte
+		line string
+		n    int // line number in want (' ', '-') or got ('+')
+	}
+	var ops []op
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case i < len(a) && j < len(b) && a[i] == b[j]:
+			ops = append(ops, op{' ', a[i], i + 1})
+			i, j = i+1, j+1
+		case i < len(a) && (j == len(b) || lcs[i+1][j] >= lcs[i][j+1]):
+			ops = append(ops, op{'-', a[i], i + 1})
+			i++
+		default:
+			ops = append(ops, op{'+', b[j], j + 1})
+			j++
+		}
+	}
+	const context = 2
+	var out strings.Builder
+	skipped := false
+	for k, o := range ops {
+		near := false
+		for d := max(0, k-context); d <= min(len(ops)-1, k+context); d++ {
+			near = near || ops[d].mark != ' '
+		}
+		if !near {
+			skipped = true
+			continue
+		}
+		if skipped {
+			out.WriteString("   ...\n")
+			skipped = false
+		}
+		fmt.Fprintf(&out, "%c %4d %s\n", o.mark, o.n, o.line)
+	}
+	return out.String()
 }
 
 func TestEncodeRequestIsOneASCIILine(t *testing.T) {
