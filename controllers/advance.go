@@ -66,6 +66,8 @@ func (p *pass) advance(m pairing.Milestones) {
 func (p *pass) advanceServers(kind protocol.OperationKind, step, verb, doneWord string, done func(*drv1alpha1.ServerStatus) bool, perPool int) {
 	st := &p.pp.Status
 	busy := map[string]int{}
+	// mayRun: servers that count as busy without a step in flight here, and may retry their own.
+	mayRun := map[string]bool{}
 	finished := 0
 	for i := range st.Servers {
 		s := &st.Servers[i]
@@ -76,6 +78,13 @@ func (p *pass) advanceServers(kind protocol.OperationKind, step, verb, doneWord 
 			// An agent that does not answer may be running Bootstrapper that no record here
 			// knows of (a wiped status): it counts as busy, so the limit holds whatever happens.
 			busy[s.Pool]++
+		case kind == protocol.KindBootstrap && !s.Bootstrapped && bootstrapMayStillRun(s.LastOperation):
+			// Bootstrapper.exe outlives its agent. When the agent lost the operation (its journal is gone), or
+			// refused a new run because one it does not track is in progress, a run may still go
+			// on there: the server counts as busy, so no other server of its pool starts beside
+			// it. Its own retry is what finds out (refused again while the run goes on).
+			busy[s.Pool]++
+			mayRun[s.FQDN] = true
 		}
 		if done(s) {
 			finished++
@@ -92,7 +101,9 @@ func (p *pass) advanceServers(kind protocol.OperationKind, step, verb, doneWord 
 				active = append(active, s.FQDN)
 			}
 			continue
-		case !s.Reachable || busy[s.Pool] >= perPool:
+		case !s.Reachable:
+			continue
+		case mayRun[s.FQDN] && busy[s.Pool]-1 >= perPool, !mayRun[s.FQDN] && busy[s.Pool] >= perPool:
 			continue
 		}
 		note := fmt.Sprintf("%s %s (%d of %d servers %s so far)", verb, s.FQDN, finished, len(st.Servers), doneWord)
@@ -154,6 +165,14 @@ func (p *pass) advanceSync() {
 		return
 	}
 	p.progress(StepSyncingBackup, p.orWaiting("waiting for backup to drain: "+strings.Join(unhealthy, "; "), false))
+}
+
+// bootstrapMayStillRun reports whether the last Bootstrap on a server ended without knowing that
+// Bootstrapper.exe no longer runs there: its agent lost the operation, or refused to start a run
+// because one was in progress (lync.Backend's ErrConflict, reported as "conflict: ...").
+func bootstrapMayStillRun(last *drv1alpha1.OperationStatus) bool {
+	return last != nil && last.Kind == string(protocol.KindBootstrap) && last.State == string(protocol.StateFailed) &&
+		(strings.HasSuffix(last.Message, lostOperation) || strings.HasPrefix(last.Message, "conflict: "))
 }
 
 // orWaiting appends why nothing could start, when that is the news.

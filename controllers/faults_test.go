@@ -20,34 +20,84 @@ import (
 	"github.com/lync-dr/poolpair-operator/internal/protocol"
 )
 
-// countingAgents counts every agent request the controller makes.
+// countingAgents counts every agent request the controller makes, and keeps when each was made.
 type countingAgents struct {
 	controllers.AgentClient
 	calls atomic.Int64
+	mu    sync.Mutex
+	times []time.Time
+	what  []string
+}
+
+func (c *countingAgents) count(what string) {
+	c.calls.Add(1)
+	c.mu.Lock()
+	c.times = append(c.times, time.Now())
+	c.what = append(c.what, what)
+	c.mu.Unlock()
+}
+
+// describeSince lists the requests made after t, for failure messages.
+func (c *countingAgents) describeSince(t time.Time) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var b strings.Builder
+	for i, at := range c.times {
+		if at.After(t) {
+			fmt.Fprintf(&b, "\n%s %s", at.Format("15:04:05.000"), c.what[i])
+		}
+	}
+	return b.String()
+}
+
+// since returns the times of the requests made after t, in order.
+func (c *countingAgents) since(t time.Time) []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []time.Time
+	for _, at := range c.times {
+		if at.After(t) {
+			out = append(out, at)
+		}
+	}
+	return out
+}
+
+// lastBefore returns the time of the last request made before t (zero when there is none).
+func (c *countingAgents) lastBefore(t time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var last time.Time
+	for _, at := range c.times {
+		if !at.After(t) && at.After(last) {
+			last = at
+		}
+	}
+	return last
 }
 
 func (c *countingAgents) Info(ctx context.Context, e string) (protocol.Info, error) {
-	c.calls.Add(1)
+	c.count("Info " + e)
 	return c.AgentClient.Info(ctx, e)
 }
 func (c *countingAgents) Pool(ctx context.Context, e, f string) (protocol.Pool, error) {
-	c.calls.Add(1)
+	c.count("Pool " + f + " at " + e)
 	return c.AgentClient.Pool(ctx, e, f)
 }
 func (c *countingAgents) BackupStatus(ctx context.Context, e, f string) (protocol.BackupStatus, error) {
-	c.calls.Add(1)
+	c.count("BackupStatus " + f + " at " + e)
 	return c.AgentClient.BackupStatus(ctx, e, f)
 }
 func (c *countingAgents) Server(ctx context.Context, e string) (protocol.Server, error) {
-	c.calls.Add(1)
+	c.count("Server " + e)
 	return c.AgentClient.Server(ctx, e)
 }
 func (c *countingAgents) StartOperation(ctx context.Context, e string, r protocol.OperationRequest) (protocol.Operation, error) {
-	c.calls.Add(1)
+	c.count("StartOperation " + r.ID)
 	return c.AgentClient.StartOperation(ctx, e, r)
 }
 func (c *countingAgents) Operation(ctx context.Context, e, id string) (protocol.Operation, error) {
-	c.calls.Add(1)
+	c.count("Operation " + id)
 	return c.AgentClient.Operation(ctx, e, id)
 }
 
@@ -124,29 +174,38 @@ func TestBootstrapFailsTwiceThenSucceeds(t *testing.T) {
 			t.Fatalf("after success the failure counter must reset: %+v", s)
 		}
 	}
-	// The delay grew: the gap before the third run is longer than before the second.
-	var starts []time.Time
 	for _, e := range listEvents(t, ns, "flaky") {
-		if e.Reason == "BootstrapStarted" && strings.Contains(e.Note, "fe01.pool01.contoso.com") {
-			starts = append(starts, e.EventTime.Time)
-		}
 		if e.Series != nil {
 			t.Fatalf("step events must not be merged into a series: %+v", e)
 		}
 	}
-	if len(starts) != 3 {
-		t.Fatalf("want 3 BootstrapStarted events for the flaky server, got %d", len(starts))
+	// The sim's own timeline: three runs one after the other, each retry waiting at least the
+	// backoff's delay after the failure before it (0.5 s, then 1 s, plus up to 20% jitter), so the
+	// delay grew.
+	var runs []sim.Execution
+	for _, x := range env.d.Timeline() {
+		if x.Kind == string(protocol.KindBootstrap) && x.Target == "fe01.pool01.contoso.com" {
+			runs = append(runs, x)
+		}
 	}
-	sortTimes(starts)
-	if g1, g2 := starts[1].Sub(starts[0]), starts[2].Sub(starts[1]); g2 <= g1 {
-		t.Fatalf("retry delay did not grow: %v then %v", g1, g2)
+	if len(runs) != 3 || runs[0].Outcome != sim.OutcomeFailed || runs[1].Outcome != sim.OutcomeFailed || runs[2].Outcome != sim.OutcomeSucceeded {
+		t.Fatalf("Bootstrapper runs on the flaky server: %+v", runs)
 	}
+	backoff := testBackoff
+	g1, g2 := runs[1].Started.Sub(*runs[0].Finished), runs[2].Started.Sub(*runs[1].Finished)
+	if g1 < backoff.Base || g2 < 2*backoff.Base {
+		t.Errorf("retried sooner than the backoff allows: %v after the first failure, %v after the second", g1, g2)
+	}
+	if g2 <= g1 {
+		t.Errorf("retry delay did not grow: %v then %v", g1, g2)
+	}
+	assertExactlyOnce(t, env, 1)
 }
 
 func TestRetriesExhaustedStallsAndRequestedAtRecovers(t *testing.T) {
 	requireAPIServer(t)
 	env := startSim(t, testDurations, nil)
-	// More failures than the test backoff's limit of 4.
+	// More failures than the test backoff's limit of 4 (testBackoff).
 	if err := env.d.SetFaults("fe02.pool01.contoso.com", sim.ServerFaults{BootstrapFailures: 5}); err != nil {
 		t.Fatal(err)
 	}
@@ -169,9 +228,19 @@ func TestRetriesExhaustedStallsAndRequestedAtRecovers(t *testing.T) {
 	if ran != 4 {
 		t.Fatalf("Bootstrapper ran %d times before the stall, want the limit (4)", ran)
 	}
-	// Stalled means stopped: nothing more runs, over a window longer than the longest backoff
-	// delay of the test's backoff (4 s, plus up to 20% jitter).
-	time.Sleep(5 * time.Second)
+	// Stalled means stopped: nothing more runs, over a window longer than the longest delay the
+	// test's backoff could give a fifth attempt (its cap, 4 s, plus up to 20% jitter), counted from
+	// the last failure.
+	var lastFailure time.Time
+	for _, s := range got.Status.Servers {
+		if s.FQDN == "fe02.pool01.contoso.com" && s.LastFailureTime != nil {
+			lastFailure = s.LastFailureTime.Time
+		}
+	}
+	if lastFailure.IsZero() {
+		t.Fatalf("no last failure time recorded for the stuck server: %+v", got.Status.Servers)
+	}
+	time.Sleep(time.Until(lastFailure.Add(testBackoff.Cap*12/10 + 500*time.Millisecond)))
 	if n := env.d.Counts()["Bootstrap/fe02.pool01.contoso.com"]; n != ran {
 		t.Fatalf("a stalled pair kept retrying: %d runs", n)
 	}
@@ -320,7 +389,7 @@ func TestFailureNoRetryFixesStallsAtOnce(t *testing.T) {
 	agents := &scriptedAgents{kind: protocol.KindStartBackupService, endpoint: env.runner.Endpoints()["fe01.pool01.contoso.com"]}
 	agents.answer.Store(&protocol.Operation{State: protocol.StateFailed, Retryable: false,
 		Message: "permission denied (needs RTCUniversalServerAdmins and local Administrator): Start-CsWindowsService: Access is denied"})
-	startManager(t, env.scriptedReconciler(agents))
+	m := startManager(t, env.scriptedReconciler(agents))
 	ns := newNamespace(t)
 	create(t, env.pair(ns, "denied"))
 	eventually(t, 60*time.Second, "Stalled=StepFailed", func() (bool, string) {
@@ -332,14 +401,14 @@ func TestFailureNoRetryFixesStallsAtOnce(t *testing.T) {
 		!strings.Contains(msg, "fe01.pool01.contoso.com") || !strings.Contains(msg, drv1alpha1.RequestedAtAnnotation) {
 		t.Fatalf("the stall must carry the agent's reason, the server and how to retry: %s", msg)
 	}
-	// Passes come and go (each poke is one); none retries.
-	for i := 0; i < 3; i++ {
-		poke(t, ns, "denied")
+	// Passes come and go (each poke is one, and the next poke's pass starts after it ended); none
+	// retries.
+	for i := 0; i < 4; i++ {
+		pokeAndWait(t, m, ns, "denied")
 	}
-	eventually(t, 10*time.Second, "the pokes to be handled", func() (bool, string) {
-		got := getPair(t, ns, "denied")
-		return got.Status.ObservedGeneration == got.Generation && conditionIs(got, drv1alpha1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonStepFailed), describe(got)
-	})
+	if got := getPair(t, ns, "denied"); !conditionIs(got, drv1alpha1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonStepFailed) {
+		t.Fatalf("the stall did not hold: %s", describe(got))
+	}
 	if n := agents.starts(); n != 1 {
 		t.Fatalf("a failure no retry fixes was tried %d times", n)
 	}

@@ -91,6 +91,9 @@ func (r *PoolPairReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		}
 	}
 
+	// Whatever this pass gives back of a topology writer slot goes to the next PoolPair once
+	// the pass has written its status.
+	defer r.writers.settled(req.NamespacedName)
 	before := pp.DeepCopy()
 	p := &pass{r: r, pp: pp, base: before, now: r.Clock.Now(), conds: conditionsFor(pp)}
 	var err error

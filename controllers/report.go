@@ -114,7 +114,7 @@ func (p *pass) checkRetries() {
 				refused.Kind, refused.Target, refused.Server, refused.Message, howTo))
 			continue
 		}
-		if p.r.Backoff.Exhausted(*s.failedAttempts) {
+		if p.r.Backoff.Exhausted(*s.failedAttempts) && !s.untilSyncTimeout {
 			what := "a step"
 			if last != nil {
 				what = fmt.Sprintf("%s on %s", last.Kind, last.Target)

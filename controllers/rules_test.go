@@ -46,11 +46,16 @@ func TestRulesStallWithoutWriting(t *testing.T) {
 		{"version mismatch", func(y string) string {
 			return strings.Replace(y, "    version: Lync Server 2013\n    listen: 127.0.0.1:19442", "    version: Skype for Business Server 2015\n    listen: 127.0.0.1:19442", 1)
 		}, nil, "VersionMismatch", "Skype for Business Server 2015"},
+		{"server not in the pool", nil, func(pp *drv1alpha1.PoolPair) {
+			// A third Front End that pool01 does not have in the topology (its agent does not answer
+			// either: a typo, or a server not yet added in Topology Builder).
+			pp.Spec.Primary.Servers = append(pp.Spec.Primary.Servers, drv1alpha1.ServerSpec{FQDN: "fe03.pool01.contoso.com", AgentEndpoint: "https://127.0.0.1:1"})
+		}, "ServerNotInPool", "fe03.pool01.contoso.com is listed in the spec for pool pool01.contoso.com, but the topology's Front End servers of that pool are: fe01.pool01.contoso.com, fe02.pool01.contoso.com"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			env := startSim(t, testDurations, tc.edit)
-			startManager(t, env.fastReconciler)
+			m := startManager(t, env.fastReconciler)
 			ns := newNamespace(t)
 			pp := env.pair(ns, "rules")
 			if tc.mutate != nil {
@@ -61,7 +66,9 @@ func TestRulesStallWithoutWriting(t *testing.T) {
 			if conditions.IsTrue(got.Status.Conditions, drv1alpha1.ConditionReady) || conditions.Get(got.Status.Conditions, drv1alpha1.ConditionReconciling) != nil {
 				t.Fatalf("a stalled pair must be not Ready and not Reconciling: %s", describe(got))
 			}
-			time.Sleep(500 * time.Millisecond)
+			// A later pass (two pokes: once the second's pass started, the first's ended) acts no more.
+			pokeAndWait(t, m, ns, "rules")
+			pokeAndWait(t, m, ns, "rules")
 			for key, n := range env.d.Counts() {
 				t.Errorf("%s ran %d times although the pair is refused", key, n)
 			}
@@ -85,7 +92,7 @@ func TestDriftOutOfBandPairingIsReportedNotOverwritten(t *testing.T) {
 	env := startSim(t, testDurations, func(y string) string {
 		return y + strings.Replace(thirdPool, "    backupPool: pool02.contoso.com\n", "", 1)
 	})
-	startManager(t, env.fastReconciler)
+	m := startManager(t, env.fastReconciler)
 	ns := newNamespace(t)
 	create(t, env.pair(ns, "drift"))
 	waitReady(t, ns, "drift", 60*time.Second)
@@ -111,7 +118,8 @@ func TestDriftOutOfBandPairingIsReportedNotOverwritten(t *testing.T) {
 	}
 	poke(t, ns, "drift")
 	waitStalled(t, ns, "drift", "PoolPairedElsewhere", "pool03.contoso.com")
-	time.Sleep(500 * time.Millisecond)
+	pokeAndWait(t, m, ns, "drift")
+	pokeAndWait(t, m, ns, "drift")
 	if n := env.d.Counts()["PairPools/pool01.contoso.com"]; n != before {
 		t.Fatalf("the operator re-paired over an administrator's change (%d PairPools runs, was %d)", n, before)
 	}
@@ -139,7 +147,7 @@ func TestDriftOutOfBandPairingIsReportedNotOverwritten(t *testing.T) {
 func TestSuspendPausesAndResumes(t *testing.T) {
 	requireAPIServer(t)
 	env := startSim(t, testDurations, nil)
-	startManager(t, env.fastReconciler)
+	m := startManager(t, env.fastReconciler)
 	ns := newNamespace(t)
 	pp := env.pair(ns, "suspended")
 	pp.Spec.Suspend = true
@@ -148,7 +156,8 @@ func TestSuspendPausesAndResumes(t *testing.T) {
 		got := getPair(t, ns, "suspended")
 		return conditionIs(got, drv1alpha1.ConditionReady, metav1.ConditionFalse, "Suspended"), describe(got)
 	})
-	time.Sleep(500 * time.Millisecond)
+	pokeAndWait(t, m, ns, "suspended")
+	pokeAndWait(t, m, ns, "suspended")
 	if len(env.d.Counts()) != 0 {
 		t.Fatalf("a suspended pair ran steps: %v", env.d.Counts())
 	}
@@ -228,6 +237,8 @@ func waitGone(t testing.TB, pp *drv1alpha1.PoolPair) {
 	})
 }
 
+// TestSteadyStateIsQuiet: once Ready, the pair is looked at once per check interval (8 reads:
+// 2 pools, 4 servers, 2 backup directions), and a look that finds nothing new writes nothing.
 func TestSteadyStateIsQuiet(t *testing.T) {
 	requireAPIServer(t)
 	env := startSim(t, testDurations, nil)
@@ -235,21 +246,44 @@ func TestSteadyStateIsQuiet(t *testing.T) {
 	m := startManager(t, env.countingReconciler(counter))
 	ns := newNamespace(t)
 	pp := env.pair(ns, "quiet")
-	pp.Spec.Sync.CheckInterval = &metav1.Duration{Duration: 10 * time.Second}
+	// The schema's shortest check interval: the window below must hold a periodic pass.
+	const checkInterval = 10 * time.Second
+	const readsPerPass = 8
+	pp.Spec.Sync.CheckInterval = &metav1.Duration{Duration: checkInterval}
 	create(t, pp)
 	waitReady(t, ns, "quiet", 60*time.Second)
-	// Let the last post-ready pass land, then measure three check intervals.
-	time.Sleep(time.Second)
-	writes, calls := m.counter.StatusWrites("quiet"), counter.calls.Load()
-	quiet := 31 * time.Second
-	time.Sleep(quiet)
-	if w := m.counter.StatusWrites("quiet") - writes; w != 0 {
-		t.Fatalf("%d status writes during a quiet period of %v", w, quiet)
+	readyAt := time.Now()
+	writes := m.counter.StatusWrites("quiet")
+	// The last request of the pass that made the pair Ready (or of any pass after it).
+	lastBefore := counter.lastBefore(readyAt)
+
+	// The next pass is the periodic check: wait for its reads.
+	var calls []time.Time
+	eventually(t, 3*checkInterval, "the periodic pass's reads", func() (bool, string) {
+		calls = counter.since(readyAt)
+		return len(calls) >= readsPerPass, fmt.Sprintf("%d agent requests since Ready", len(calls))
+	})
+	if gap := calls[0].Sub(lastBefore); gap < checkInterval {
+		t.Fatalf("the first pass after Ready came %v after the one before it; the check interval is %v:%s", gap, checkInterval, counter.describeSince(lastBefore.Add(-time.Second)))
 	}
-	// Each pass reads 2 pools, 4 servers and 2 backup directions: 8 calls, 3 passes.
-	c := counter.calls.Load() - calls
-	t.Logf("agent calls in %v of steady state: %d", quiet, c)
-	if c == 0 || c > 3*8 {
-		t.Fatalf("%d agent calls in %v of steady state, want 1 to 3 passes of 8", c, quiet)
+	// Passes of one PoolPair run one at a time: once a poke's pass has started, the periodic pass
+	// has ended, and any status write it made is counted.
+	gets := m.counter.Gets("quiet")
+	// The window ends before the poke: its pass may start before the patch's answer is back.
+	endAt := time.Now()
+	poke(t, ns, "quiet")
+	eventually(t, 10*time.Second, "the poke's pass", func() (bool, string) {
+		return m.counter.Gets("quiet") > gets, fmt.Sprintf("%d passes", m.counter.Gets("quiet"))
+	})
+	if w := m.counter.StatusWrites("quiet") - writes; w != 0 {
+		t.Fatalf("%d status writes in steady state (the periodic pass, and perhaps the poke's)", w)
+	}
+	// Bound the reads by the passes the interval allows in the window.
+	window := endAt.Sub(lastBefore)
+	allowed := int(window / checkInterval)
+	n := len(counter.since(readyAt)) - len(counter.since(endAt))
+	t.Logf("agent requests in %v of steady state: %d (at most %d passes of %d)", window.Round(time.Millisecond), n, allowed, readsPerPass)
+	if n > allowed*readsPerPass {
+		t.Fatalf("%d agent requests in %v of steady state; a check interval of %v allows %d passes of %d:%s", n, window, checkInterval, allowed, readsPerPass, counter.describeSince(lastBefore.Add(-time.Second)))
 	}
 }

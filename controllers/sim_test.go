@@ -28,7 +28,9 @@ type simEnv struct {
 	d      *sim.Deployment
 	// clientDir holds the manager's client certificate (tls.crt, tls.key, ca.crt).
 	clientDir string
-	certs     *devcerts.Bundle
+	// journalDir holds each agent's journal, in a directory named after its server.
+	journalDir string
+	certs      *devcerts.Bundle
 }
 
 // fastDurations replaces the demo's step durations with short ones.
@@ -88,8 +90,9 @@ func serveSim(t testing.TB, yaml string, persist bool) *simEnv {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	journalDir := filepath.Join(dir, "journal")
 	runner, err := simrun.StartSim(ctx, d, simrun.TLS{CAPEM: certs.CACertPEM, CertPEM: certs.ServerCertPEM, KeyPEM: certs.ServerKeyPEM},
-		filepath.Join(dir, "journal"), func(sim.Endpoint) string { return "127.0.0.1:0" },
+		journalDir, func(sim.Endpoint) string { return "127.0.0.1:0" },
 		simrun.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
 		cancel()
@@ -105,7 +108,7 @@ func serveSim(t testing.TB, yaml string, persist bool) *simEnv {
 			t.Fatal(err)
 		}
 	}
-	return &simEnv{runner: runner, d: d, clientDir: clientDir, certs: certs}
+	return &simEnv{runner: runner, d: d, clientDir: clientDir, journalDir: journalDir, certs: certs}
 }
 
 // pair is a PoolPair for the simulated pools, with every agent endpoint given.
@@ -132,11 +135,15 @@ func (e *simEnv) pair(ns, name string) *drv1alpha1.PoolPair {
 	}
 }
 
+// testBackoff is fastReconciler's retry backoff: 0.5 s, 1 s, 2 s, 4 s (each plus up to 20%
+// jitter), stalled after 4 failures in a row.
+var testBackoff = pairing.Backoff{Base: 500 * time.Millisecond, Cap: 4 * time.Second, Limit: 4}
+
 // fastReconciler points the controller at the sim with test-sized timings.
 func (e *simEnv) fastReconciler(r *controllers.PoolPairReconciler) {
 	r.AgentTLSDir = e.clientDir
 	r.AgentTimeout = 2 * time.Second
-	r.Backoff = pairing.Backoff{Base: 500 * time.Millisecond, Cap: 4 * time.Second, Limit: 4}
+	r.Backoff = testBackoff
 	r.OperationPollInterval = 5 * time.Second
 	r.UnreachableRetry = 300 * time.Millisecond
 	r.MaxConcurrentReconciles = 4

@@ -26,6 +26,9 @@ type slot struct {
 	lastOperation   **drv1alpha1.OperationStatus
 	failedAttempts  *int32
 	lastFailureTime **metav1.MicroTime
+	// untilSyncTimeout: the slot's failures are paced by the backoff but never exhaust it; a
+	// forced sync is retried until the direction is healthy, and spec.sync.timeout stalls it.
+	untilSyncTimeout bool
 }
 
 func pairSlot(pp *drv1alpha1.PoolPair) slot {
@@ -38,7 +41,10 @@ func serverSlot(s *drv1alpha1.ServerStatus) slot {
 }
 
 func directionSlot(d *drv1alpha1.BackupDirectionStatus) slot {
-	return slot{name: "sync " + d.From, operation: &d.Operation, lastOperation: &d.LastOperation, failedAttempts: &d.FailedAttempts, lastFailureTime: &d.LastFailureTime}
+	// A failing forced sync (an export in ErrorState, LS Backup Service event 4069) is retried
+	// until the direction is healthy; spec.sync.timeout, not the retry limit, stalls it.
+	return slot{name: "sync " + d.From, operation: &d.Operation, lastOperation: &d.LastOperation, failedAttempts: &d.FailedAttempts, lastFailureTime: &d.LastFailureTime,
+		untilSyncTimeout: true}
 }
 
 // allSlots lists every slot of the PoolPair's status.
@@ -102,7 +108,7 @@ func (p *pass) retryAt(s slot) (time.Time, bool) {
 	if failures == 0 || *s.lastFailureTime == nil {
 		return time.Time{}, false
 	}
-	if p.r.Backoff.Exhausted(failures) || s.refusedForGood() != nil {
+	if p.r.Backoff.Exhausted(failures) && !s.untilSyncTimeout || s.refusedForGood() != nil {
 		return time.Time{}, true
 	}
 	return (*s.lastFailureTime).Add(p.r.Backoff.Delay(failures, string(p.pp.UID)+"/"+s.name)), false
@@ -327,7 +333,7 @@ func (p *pass) track(ctx context.Context, s slot) bool {
 			// The server's own agent lost its journal (reinstalled): the step's fate is
 			// unknown, so try again.
 			p.finish(s, protocol.Operation{ID: op.ID, Kind: protocol.OperationKind(op.Kind), State: protocol.StateFailed,
-				Message: "the agent of " + op.Server + " no longer knows this operation", Retryable: true}, true)
+				Message: "the agent of " + op.Server + " " + lostOperation, Retryable: true}, true)
 			return false
 		}
 	}
@@ -395,6 +401,10 @@ func (p *pass) finish(s slot, got protocol.Operation, announce bool) {
 		p.event(eventWarning, done.Kind+"Failed", stepAction(done.Kind, done.Target), "%s on %s failed (attempt %d): %s", done.Kind, done.Target, done.Attempt+1, got.Message)
 	}
 }
+
+// lostOperation ends the message of a step whose agent no longer knows it (its journal is gone):
+// whether it still runs over there is unknown.
+const lostOperation = "no longer knows this operation"
 
 // stepAction names the step and its target: the events API merges events with the same action and
 // reason into one series, and each server's step is its own event.

@@ -23,6 +23,9 @@ type topologyWriters struct {
 	mu      sync.Mutex
 	holders map[string]types.NamespacedName
 	waiters map[string][]types.NamespacedName
+	// wakeAfter holds, per PoolPair that gave a slot back, the waiters to wake once its status is
+	// written.
+	wakeAfter map[types.NamespacedName][]types.NamespacedName
 	// recorded finds a PoolPair other than except whose status records a topology write in
 	// flight on cms.
 	recorded func(cms string, except types.NamespacedName) (types.NamespacedName, bool)
@@ -54,7 +57,10 @@ func (w *topologyWriters) acquire(cms string, pair types.NamespacedName) (string
 		w.holders = map[string]types.NamespacedName{}
 	}
 	w.holders[cms] = pair
-	w.waiters[cms] = slices.DeleteFunc(w.waiters[cms], func(p types.NamespacedName) bool { return p == pair })
+	// w.waiters is nil until a PoolPair first had to wait.
+	if w.waiters != nil {
+		w.waiters[cms] = slices.DeleteFunc(w.waiters[cms], func(p types.NamespacedName) bool { return p == pair })
+	}
 	return "", true
 }
 
@@ -70,10 +76,25 @@ func (w *topologyWriters) release(cms string, pair types.NamespacedName) {
 	}
 	delete(w.holders, cms)
 	if q := w.waiters[cms]; len(q) > 0 {
-		next := q[0]
+		// Woken once pair's status (which still records the write) is written: see settled.
+		if w.wakeAfter == nil {
+			w.wakeAfter = map[types.NamespacedName][]types.NamespacedName{}
+		}
+		w.wakeAfter[pair] = append(w.wakeAfter[pair], q[0])
 		w.waiters[cms] = q[1:]
+	}
+}
+
+// settled is called when a pass of pair has written its status: the PoolPairs its released
+// writes let through are woken now, so they read a status that no longer records the write.
+func (w *topologyWriters) settled(pair types.NamespacedName) {
+	w.mu.Lock()
+	next := w.wakeAfter[pair]
+	delete(w.wakeAfter, pair)
+	w.mu.Unlock()
+	for _, n := range next {
 		if w.wake != nil {
-			w.wake(next)
+			w.wake(n)
 		}
 	}
 }
@@ -94,6 +115,7 @@ func (w *topologyWriters) forget(pair types.NamespacedName) {
 	for _, cms := range held {
 		w.release(cms, pair)
 	}
+	w.settled(pair)
 }
 
 // recordedWriter looks through the cached PoolPairs for a topology write in flight on cms.

@@ -362,16 +362,25 @@ func (h *Handler) failure(ctx context.Context, timeout time.Duration, err error)
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return fmt.Sprintf("timed out after %s: %v", timeout, err), true
 	case errors.Is(err, lync.ErrConflict):
-		return "conflict: " + err.Error(), false
+		return prefixed("conflict", err), false
 	case errors.Is(err, lync.ErrPermission):
 		return "permission denied (needs RTCUniversalServerAdmins and local Administrator): " + err.Error(), false
 	case errors.Is(err, lync.ErrNotFound):
-		return "not found: " + err.Error(), false
+		return prefixed("not found", err), false
 	case errors.Is(err, lync.ErrUnavailable):
-		return "backend unavailable: " + err.Error(), true
+		return prefixed("backend unavailable", err), true
 	}
 	// Unknown failures are presumed transient; the operator's capped backoff bounds the retries.
 	return err.Error(), true
+}
+
+// prefixed starts the message with what kind of failure it is, unless the backend's error already
+// does (errors wrapped as "%w: ..." around the lync sentinels).
+func prefixed(kind string, err error) string {
+	if msg := err.Error(); strings.HasPrefix(msg, kind+":") {
+		return msg
+	}
+	return kind + ": " + err.Error()
 }
 
 // finish records the final state, wakes long-polls and logs the outcome.
