@@ -169,7 +169,7 @@ func runManyPairs(b *testing.B, n int) {
 	runtime.GC()
 	simHeap := heapInUse()
 	counter := &countingAgents{}
-	m := startManager(b, env.countingReconciler(counter))
+	m := startManager(b, env.reconcilerVia(counter))
 	warmUp(b)
 	ns := newNamespace(b)
 	urls := env.runner.Endpoints()

@@ -14,7 +14,6 @@ import (
 
 	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
 	"github.com/lync-dr/poolpair-operator/controllers"
-	"github.com/lync-dr/poolpair-operator/internal/agentclient"
 	"github.com/lync-dr/poolpair-operator/internal/conditions"
 	"github.com/lync-dr/poolpair-operator/internal/lync/sim"
 	"github.com/lync-dr/poolpair-operator/internal/protocol"
@@ -28,6 +27,8 @@ type countingAgents struct {
 	times []time.Time
 	what  []string
 }
+
+func (c *countingAgents) setAgents(a controllers.AgentClient) { c.AgentClient = a }
 
 func (c *countingAgents) count(what string) {
 	c.calls.Add(1)
@@ -99,22 +100,6 @@ func (c *countingAgents) StartOperation(ctx context.Context, e string, r protoco
 func (c *countingAgents) Operation(ctx context.Context, e, id string) (protocol.Operation, error) {
 	c.count("Operation " + id)
 	return c.AgentClient.Operation(ctx, e, id)
-}
-
-func (e *simEnv) countingReconciler(counter *countingAgents) func(*controllers.PoolPairReconciler) {
-	return func(r *controllers.PoolPairReconciler) {
-		e.fastReconciler(r)
-		r.Connect = func(m controllers.TLSMaterial) (controllers.AgentClient, error) {
-			if counter.AgentClient == nil {
-				c, err := agentclient.New(agentclient.Config{CertPEM: m.CertPEM, KeyPEM: m.KeyPEM, CAPEM: m.CAPEM, Timeout: 2 * time.Second})
-				if err != nil {
-					return nil, err
-				}
-				counter.AgentClient = c
-			}
-			return counter, nil
-		}
-	}
 }
 
 func conditionIs(pp *drv1alpha1.PoolPair, t string, status metav1.ConditionStatus, reason string) bool {
@@ -338,6 +323,8 @@ type scriptedAgents struct {
 }
 
 // starts counts the distinct requests answered (a request re-sent with the same id is the same).
+func (s *scriptedAgents) setAgents(a controllers.AgentClient) { s.AgentClient = a }
+
 func (s *scriptedAgents) starts() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -364,22 +351,6 @@ func (s *scriptedAgents) StartOperation(ctx context.Context, e string, r protoco
 	return s.AgentClient.StartOperation(ctx, e, r)
 }
 
-func (e *simEnv) scriptedReconciler(s *scriptedAgents) func(*controllers.PoolPairReconciler) {
-	return func(r *controllers.PoolPairReconciler) {
-		e.fastReconciler(r)
-		r.Connect = func(m controllers.TLSMaterial) (controllers.AgentClient, error) {
-			if s.AgentClient == nil {
-				c, err := agentclient.New(agentclient.Config{CertPEM: m.CertPEM, KeyPEM: m.KeyPEM, CAPEM: m.CAPEM, Timeout: 2 * time.Second})
-				if err != nil {
-					return nil, err
-				}
-				s.AgentClient = c
-			}
-			return s, nil
-		}
-	}
-}
-
 // TestFailureNoRetryFixesStallsAtOnce: an agent reports a failure that retrying cannot fix
 // (permission denied): the pair stalls at once with the agent's reason and does not retry; once
 // fixed, the requested-at annotation runs it again.
@@ -389,7 +360,7 @@ func TestFailureNoRetryFixesStallsAtOnce(t *testing.T) {
 	agents := &scriptedAgents{kind: protocol.KindStartBackupService, endpoint: env.runner.Endpoints()["fe01.pool01.contoso.com"]}
 	agents.answer.Store(&protocol.Operation{State: protocol.StateFailed, Retryable: false,
 		Message: "permission denied (needs RTCUniversalServerAdmins and local Administrator): Start-CsWindowsService: Access is denied"})
-	m := startManager(t, env.scriptedReconciler(agents))
+	m := startManager(t, env.reconcilerVia(agents))
 	ns := newNamespace(t)
 	create(t, env.pair(ns, "denied"))
 	eventually(t, 60*time.Second, "Stalled=StepFailed", func() (bool, string) {
@@ -431,7 +402,7 @@ func TestStepThatSucceedsWithoutEffectIsPacedThenStalls(t *testing.T) {
 	env := startSim(t, testDurations, nil)
 	agents := &scriptedAgents{kind: protocol.KindStartBackupService, endpoint: env.runner.Endpoints()["fe01.pool01.contoso.com"]}
 	agents.answer.Store(&protocol.Operation{State: protocol.StateSucceeded, Message: "LYNCBACKUP service started"})
-	startManager(t, env.scriptedReconciler(agents))
+	startManager(t, env.reconcilerVia(agents))
 	ns := newNamespace(t)
 	create(t, env.pair(ns, "no-effect"))
 	eventually(t, 60*time.Second, "Stalled=RetriesExhausted", func() (bool, string) {

@@ -243,7 +243,7 @@ func TestSteadyStateIsQuiet(t *testing.T) {
 	requireAPIServer(t)
 	env := startSim(t, testDurations, nil)
 	counter := &countingAgents{}
-	m := startManager(t, env.countingReconciler(counter))
+	m := startManager(t, env.reconcilerVia(counter))
 	ns := newNamespace(t)
 	pp := env.pair(ns, "quiet")
 	// The schema's shortest check interval: the window below must hold a periodic pass.

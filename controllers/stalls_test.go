@@ -19,7 +19,6 @@ import (
 
 	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
 	"github.com/lync-dr/poolpair-operator/controllers"
-	"github.com/lync-dr/poolpair-operator/internal/agentclient"
 	"github.com/lync-dr/poolpair-operator/internal/conditions"
 	"github.com/lync-dr/poolpair-operator/internal/lync/sim"
 	"github.com/lync-dr/poolpair-operator/internal/pairing"
@@ -421,6 +420,8 @@ type skewedAgents struct {
 	sent   atomic.Int64
 }
 
+func (s *skewedAgents) setAgents(a controllers.AgentClient) { s.AgentClient = a }
+
 func (s *skewedAgents) StartOperation(ctx context.Context, e string, r protocol.OperationRequest) (protocol.Operation, error) {
 	if r.Kind == s.kind && s.skewed.Load() {
 		params := map[string]any{}
@@ -448,19 +449,7 @@ func TestRefusedParameterStallsWithStepRefused(t *testing.T) {
 	env := startSim(t, testDurations, nil)
 	agents := &skewedAgents{kind: protocol.KindPairPools}
 	agents.skewed.Store(true)
-	startManager(t, func(r *controllers.PoolPairReconciler) {
-		env.fastReconciler(r)
-		r.Connect = func(m controllers.TLSMaterial) (controllers.AgentClient, error) {
-			if agents.AgentClient == nil {
-				c, err := agentclient.New(agentclient.Config{CertPEM: m.CertPEM, KeyPEM: m.KeyPEM, CAPEM: m.CAPEM, Timeout: 2 * time.Second})
-				if err != nil {
-					return nil, err
-				}
-				agents.AgentClient = c
-			}
-			return agents, nil
-		}
-	})
+	startManager(t, env.reconcilerVia(agents))
 	ns := newNamespace(t)
 	create(t, env.pair(ns, "refused"))
 	got := waitStalled(t, ns, "refused", controllers.ReasonStepRefused, "maintenanceWindow")
