@@ -252,7 +252,15 @@ func TestSteadyStateIsQuiet(t *testing.T) {
 	pp.Spec.Sync.CheckInterval = &metav1.Duration{Duration: checkInterval}
 	create(t, pp)
 	waitReady(t, ns, "quiet", 60*time.Second)
-	readyAt := time.Now()
+	// Passes that events of the last steps asked for (a long-poll's wake-up landing after the
+	// pass that made it Ready) may trail Ready by milliseconds: start once the agents have been
+	// quiet for a second, far below the interval under test and far above those trailing passes.
+	var readyAt time.Time
+	eventually(t, 30*time.Second, "a second without agent requests after Ready", func() (bool, string) {
+		readyAt = time.Now()
+		last := counter.lastBefore(readyAt)
+		return readyAt.Sub(last) >= time.Second, fmt.Sprintf("last request %v ago", readyAt.Sub(last))
+	})
 	writes := m.counter.StatusWrites("quiet")
 	// The last request of the pass that made the pair Ready (or of any pass after it).
 	lastBefore := counter.lastBefore(readyAt)
