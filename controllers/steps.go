@@ -210,7 +210,7 @@ func (p *pass) send(ctx context.Context, s slot, note string, fresh bool) {
 			p.r.writers.release(op.CMSPool, p.key())
 		}
 	}
-	if err := p.checkIdentity(ctx, op.Server, op.Endpoint); err != nil {
+	if err := p.confirmServer(ctx, op.Server, op.Endpoint, fresh); err != nil {
 		p.waiting = fmt.Sprintf("could not start %s on %s: %s", op.Kind, op.Target, shortError(err))
 		p.wantRequeue(p.r.UnreachableRetry)
 		if fresh {
@@ -264,6 +264,20 @@ func (p *pass) send(ctx context.Context, s slot, note string, fresh bool) {
 	}
 	p.r.watcher.watch(p.key(), p.agents, op.Endpoint, op.ID)
 	p.wantRequeue(p.r.OperationPollInterval)
+}
+
+// confirmServer makes sure the agent at endpoint runs on server before a request goes there. In the
+// pass that recorded the step, this pass's observation already heard the agent at that endpoint
+// name itself (GET /v1/server): asking again would only cost a round trip.
+func (p *pass) confirmServer(ctx context.Context, server, endpoint string, fresh bool) error {
+	if fresh && p.obs != nil {
+		for _, o := range p.obs.Servers {
+			if o.Err == nil && o.Endpoint == endpoint && protocol.SameFQDN(o.FQDN, server) {
+				return nil
+			}
+		}
+	}
+	return p.checkIdentity(ctx, server, endpoint)
 }
 
 // checkIdentity makes sure the agent at endpoint runs on server: a DNS name or load balancer that
