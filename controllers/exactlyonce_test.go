@@ -9,6 +9,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
@@ -183,27 +184,42 @@ func TestManagerStoppedAnywhereInTheStartPathRunsEachStepOnce(t *testing.T) {
 	}
 }
 
+// bootstrapRuns lists the Bootstrapper runs on server, oldest first.
+func bootstrapRuns(env *simEnv, server string) []sim.Execution {
+	var runs []sim.Execution
+	for _, e := range env.d.Timeline() {
+		if e.Kind == string(protocol.KindBootstrap) && e.Target == server {
+			runs = append(runs, e)
+		}
+	}
+	return runs
+}
+
 // slowBootstrap makes Bootstrapper runs long enough to act while one runs.
 var slowBootstrap = map[string]string{
 	"pairPools": "100ms", "bootstrap": "1500ms", "startBackupService": "50ms", "syncBackup": "100ms",
 	"syncInterval": "1h", "changeRate": "0", "initialBacklog": "500",
 }
 
-// waitBootstrapRunning waits until the status records a Bootstrap in flight (accepted by the agent)
-// and returns the PoolPair.
-func waitBootstrapRunning(t testing.TB, ns, name string, minAttempt int32) *drv1alpha1.PoolPair {
+// waitBootstrapRunning waits until Bootstrapper runs, for the run-th time, on one of servers (all
+// when none are named), and returns that server. It watches the deployment itself, not the
+// status: a poll of the API server can miss a 1.5 s run on a loaded machine.
+func waitBootstrapRunning(t testing.TB, env *simEnv, run int, servers ...string) string {
 	t.Helper()
-	var got *drv1alpha1.PoolPair
-	eventually(t, 30*time.Second, "a Bootstrap running", func() (bool, string) {
-		got = getPair(t, ns, name)
-		for _, s := range got.Status.Servers {
-			if op := s.Operation; op != nil && op.Kind == string(protocol.KindBootstrap) && op.State == string(protocol.StateRunning) && op.Attempt >= minAttempt {
+	if len(servers) == 0 {
+		servers = append(append([]string{}, pool01Servers...), pool02Servers...)
+	}
+	var running string
+	eventually(t, 30*time.Second, fmt.Sprintf("Bootstrapper run %d on one of %v", run, servers), func() (bool, string) {
+		for _, s := range servers {
+			if runs := bootstrapRuns(env, s); len(runs) == run && runs[run-1].Finished == nil {
+				running = s
 				return true, ""
 			}
 		}
-		return false, describe(got)
+		return false, fmt.Sprintf("%+v", env.d.Timeline())
 	})
-	return got
+	return running
 }
 
 // TestSpecEditMidStepStartsNothingTwice: a generation bump while Bootstrapper runs neither starts
@@ -214,7 +230,8 @@ func TestSpecEditMidStepStartsNothingTwice(t *testing.T) {
 	startManager(t, env.fastReconciler)
 	ns := newNamespace(t)
 	create(t, env.pair(ns, "edit"))
-	got := waitBootstrapRunning(t, ns, "edit", 0)
+	waitBootstrapRunning(t, env, 1)
+	got := getPair(t, ns, "edit")
 	patch := client.MergeFrom(got.DeepCopy())
 	got.Spec.Sync.StableFor = &metav1.Duration{Duration: 400 * time.Millisecond}
 	if err := k8s.Patch(context.Background(), got, patch); err != nil {
@@ -238,14 +255,21 @@ func TestStatusWipedMidRetryAdoptsTheRunningStep(t *testing.T) {
 	startManager(t, env.fastReconciler)
 	ns := newNamespace(t)
 	create(t, env.pair(ns, "wipe"))
-	got := waitBootstrapRunning(t, ns, "wipe", 1)
-	got.Status = drv1alpha1.PoolPairStatus{}
-	if err := k8s.Status().Update(context.Background(), got); err != nil {
+	server := waitBootstrapRunning(t, env, 2, "fe01.pool01.contoso.com")
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		got := getPair(t, ns, "wipe")
+		got.Status = drv1alpha1.PoolPairStatus{}
+		return k8s.Status().Update(context.Background(), got)
+	}); err != nil {
 		t.Fatal(err)
 	}
+	wiped := time.Now()
 	poke(t, ns, "wipe")
 	waitReady(t, ns, "wipe", 60*time.Second)
 	assertExactlyOnce(t, env, 1)
+	if runs := bootstrapRuns(env, server); len(runs) < 2 || runs[1].Finished == nil || runs[1].Finished.Before(wiped) {
+		t.Errorf("the status was wiped at %s, not while the retry ran: %+v", wiped.Format(time.RFC3339Nano), runs)
+	}
 	if n := env.d.Counts()["Bootstrap/fe01.pool01.contoso.com"]; n != 2 {
 		t.Errorf("Bootstrap on fe01.pool01 ran %d times; want 2 (the failure and its retry)", n)
 	}
@@ -259,13 +283,8 @@ func TestAgentRestartMidBootstrapTracksTheRunToItsEnd(t *testing.T) {
 	startManager(t, env.fastReconciler)
 	ns := newNamespace(t)
 	create(t, env.pair(ns, "agent-restart"))
-	got := waitBootstrapRunning(t, ns, "agent-restart", 0)
-	for _, s := range got.Status.Servers {
-		if s.Operation != nil && s.Operation.Kind == string(protocol.KindBootstrap) {
-			if err := env.runner.RestartAgent(s.FQDN); err != nil {
-				t.Fatal(err)
-			}
-		}
+	if err := env.runner.RestartAgent(waitBootstrapRunning(t, env, 1)); err != nil {
+		t.Fatal(err)
 	}
 	waitReady(t, ns, "agent-restart", 60*time.Second)
 	assertExactlyOnce(t, env, 1)
