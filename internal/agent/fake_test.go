@@ -32,15 +32,18 @@ type fakeBackend struct {
 	// orphan, when set, is a Bootstrapper run an earlier agent process left going on:
 	// RunningBootstrap finds it, and its waiter returns what the test sends.
 	orphan chan lync.BootstrapResult
+	// bootTime is when the fake server last started.
+	bootTime time.Time
 }
 
 func newFake() *fakeBackend {
 	return &fakeBackend{
-		id:      lync.Identity{ServerFQDN: "fe01.pool01.contoso.com", PoolFQDN: "pool01.contoso.com", Product: protocol.ProductLync2013, Backend: "fake"},
-		calls:   map[string]int{},
-		errs:    map[string]error{},
-		boot:    lync.BootstrapResult{Succeeded: true, BackupPool: "pool02.contoso.com"},
-		started: make(chan string, 100),
+		id:       lync.Identity{ServerFQDN: "fe01.pool01.contoso.com", PoolFQDN: "pool01.contoso.com", Product: protocol.ProductLync2013, Backend: "fake"},
+		calls:    map[string]int{},
+		errs:     map[string]error{},
+		boot:     lync.BootstrapResult{Succeeded: true, BackupPool: "pool02.contoso.com"},
+		started:  make(chan string, 100),
+		bootTime: time.Now().Add(-time.Hour),
 	}
 }
 
@@ -168,6 +171,16 @@ func (f *fakeBackend) RunningBootstrap(context.Context) (func(context.Context) (
 
 func (f *fakeBackend) StartBackupService(ctx context.Context) error {
 	return f.write(ctx, "StartBackupService")
+}
+
+func (f *fakeBackend) RestartBackupService(ctx context.Context) error {
+	return f.write(ctx, "RestartBackupService")
+}
+
+func (f *fakeBackend) BootTime(context.Context) (time.Time, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bootTime, f.errs["BootTime"]
 }
 
 func (f *fakeBackend) SyncBackup(ctx context.Context, _ string) error {

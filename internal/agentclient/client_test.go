@@ -72,6 +72,8 @@ func (b *backend) RunningBootstrap(context.Context) (func(context.Context) (lync
 	return nil, false, nil
 }
 func (b *backend) StartBackupService(ctx context.Context) error   { return b.wait(ctx) }
+func (b *backend) RestartBackupService(ctx context.Context) error { return b.wait(ctx) }
+func (b *backend) BootTime(context.Context) (time.Time, error)    { return time.Time{}, nil }
 func (b *backend) SyncBackup(ctx context.Context, _ string) error { return b.wait(ctx) }
 
 var certs = func() *devcerts.Bundle {

@@ -6,6 +6,7 @@ package lync
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/lync-dr/poolpair-operator/internal/protocol"
 )
@@ -42,6 +43,9 @@ type BootstrapResult struct {
 	LogTail string
 	// BackupPool is the backup pool the topology named for this server's pool after the run.
 	BackupPool string
+	// NextSteps are the documented steps after the run that are the administrator's (see
+	// protocol.BootstrapRun.NextSteps).
+	NextSteps []string
 }
 
 // Backend is everything the agent asks of a Lync deployment. Reads must be quick and safe to call
@@ -55,8 +59,11 @@ type Backend interface {
 	// BackupStatus reads the backup modules of the direction from poolFQDN to its backup pool
 	// (Get-CsBackupServiceStatus).
 	BackupStatus(ctx context.Context, poolFQDN string) (protocol.BackupStatus, error)
-	// BackupService reads the LYNCBACKUP service on this server (Get-CsWindowsService).
+	// BackupService reads the LYNCBACKUP service on this server (Get-CsWindowsService), with when
+	// its process started.
 	BackupService(ctx context.Context) (protocol.BackupService, error)
+	// BootTime reads when this server's operating system last started.
+	BootTime(ctx context.Context) (time.Time, error)
 
 	// PairPools writes the backup association both ways and publishes and enables the topology.
 	PairPools(ctx context.Context, p protocol.PairPoolsParams) error
@@ -76,6 +83,9 @@ type Backend interface {
 	RunningBootstrap(ctx context.Context) (wait func(ctx context.Context) (BootstrapResult, error), found bool, err error)
 	// StartBackupService starts LYNCBACKUP on this server (Start-CsWindowsService).
 	StartBackupService(ctx context.Context) error
+	// RestartBackupService stops and starts LYNCBACKUP on this server (Stop-CsWindowsService, then
+	// Start-CsWindowsService), so that it picks up a changed pairing.
+	RestartBackupService(ctx context.Context) error
 	// SyncBackup forces a backup sync of poolFQDN to its backup pool (Invoke-CsBackupServiceSync).
 	SyncBackup(ctx context.Context, poolFQDN string) error
 }

@@ -87,6 +87,10 @@ type BackupStatus struct {
 	PoolFQDN   string         `json:"poolFqdn"`
 	BackupPool string         `json:"backupPool,omitempty"`
 	Modules    []BackupModule `json:"modules"`
+	// SyncIntervalSeconds is the Backup Service's SyncInterval that applies to the pool
+	// (Get-CsBackupServiceConfiguration; Lync's default is 120): the state is only stable once it
+	// has held for intervals, not for a moment. 0 when the agent could not read it.
+	SyncIntervalSeconds int `json:"syncIntervalSeconds,omitempty"`
 }
 
 // Windows service states of LYNCBACKUP as Get-CsWindowsService reports them.
@@ -102,6 +106,10 @@ type BackupService struct {
 	Installed bool `json:"installed"`
 	// Status is one of the Service* constants; empty when not installed.
 	Status string `json:"status,omitempty"`
+	// Started is when the running service's process started; nil when it is not running or the
+	// agent cannot tell. A service started before the server was bootstrapped for its pool's
+	// current pairing still serves the old partner: Microsoft's procedure restarts it.
+	Started *time.Time `json:"started,omitempty"`
 }
 
 // BootstrapRun is the outcome of the last Bootstrapper.exe run on a server, from the agent's journal.
@@ -110,11 +118,17 @@ type BootstrapRun struct {
 	Finished    time.Time `json:"finished"`
 	ExitCode    int       `json:"exitCode"`
 	Succeeded   bool      `json:"succeeded"`
-	// RebootRequired is true when Bootstrapper asked for a reboot and a second run.
+	// RebootRequired is true when Bootstrapper asked for a reboot and a second run (exit code
+	// 3010 or 1641, or its own wording). Such a run succeeded as far as it went; the server is
+	// bootstrapped only once it has restarted and a second run succeeded.
 	RebootRequired bool `json:"rebootRequired,omitempty"`
 	// BackupPool is the backup pool the published topology named for this server's pool when the
 	// run finished: a run only counts for a pairing it has seen.
 	BackupPool string `json:"backupPool,omitempty"`
+	// NextSteps are documented steps after Bootstrapper that are the administrator's, never the
+	// agent's (for Skype for Business Server: re-apply the installed cumulative update), each a
+	// sentence naming the server and the command.
+	NextSteps []string `json:"nextSteps,omitempty"`
 }
 
 // Server answers GET /v1/server: the Front End server the agent runs on.
@@ -123,6 +137,12 @@ type Server struct {
 	PoolFQDN      string        `json:"poolFqdn"`
 	BackupService BackupService `json:"backupService"`
 	LastBootstrap *BootstrapRun `json:"lastBootstrap,omitempty"`
+	// BootTime is when the server's operating system last started; nil when the agent cannot tell.
+	BootTime *time.Time `json:"bootTime,omitempty"`
+	// RebootPending is true while the last Bootstrapper run asked for a restart and the server has
+	// not restarted since (BootTime is before the run finished). Nothing but the administrator
+	// restarts a Front End server.
+	RebootPending bool `json:"rebootPending,omitempty"`
 	// ActiveOperations are the operations this agent has not finished (Pending or Running),
 	// without their params: a client that lost its record of one finds it here and adopts it
 	// instead of starting another.
@@ -148,12 +168,16 @@ const (
 	KindPairPools          OperationKind = "PairPools"
 	KindBootstrap          OperationKind = "Bootstrap"
 	KindStartBackupService OperationKind = "StartBackupService"
-	KindSyncBackup         OperationKind = "SyncBackup"
-	KindUnpair             OperationKind = "Unpair"
+	// KindRestartBackupService stops and starts LYNCBACKUP (Stop-CsWindowsService,
+	// Start-CsWindowsService): a service that ran before a pairing changed does not pick up its
+	// new partner until it restarts.
+	KindRestartBackupService OperationKind = "RestartBackupService"
+	KindSyncBackup           OperationKind = "SyncBackup"
+	KindUnpair               OperationKind = "Unpair"
 )
 
 // Kinds lists every operation kind.
-var Kinds = []OperationKind{KindPairPools, KindBootstrap, KindStartBackupService, KindSyncBackup, KindUnpair}
+var Kinds = []OperationKind{KindPairPools, KindBootstrap, KindStartBackupService, KindRestartBackupService, KindSyncBackup, KindUnpair}
 
 // VoiceFailover are the optional voice resiliency settings written with a pairing
 // (Set-CsRegistrar -EnableAutomaticFailover -FailureDetectionInterval -FailbackDetectionInterval).

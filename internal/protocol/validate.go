@@ -73,7 +73,7 @@ func (r *OperationRequest) DecodeParams() (any, error) {
 		target = &UnpairParams{}
 	case KindSyncBackup:
 		target = &SyncBackupParams{}
-	case KindBootstrap, KindStartBackupService:
+	case KindBootstrap, KindStartBackupService, KindRestartBackupService:
 		target = &struct{}{}
 	case "":
 		return nil, &FieldError{Field: "kind", Reason: "required"}

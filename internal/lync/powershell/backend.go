@@ -623,3 +623,13 @@ func firstNonEmpty(s ...string) string {
 	}
 	return ""
 }
+
+// BootTime is a stub until the script reads the boot time.
+func (b *Backend) BootTime(ctx context.Context) (time.Time, error) {
+	return time.Time{}, fmt.Errorf("%w: BootTime is not implemented yet", lync.ErrUnavailable)
+}
+
+// RestartBackupService is a stub until the script restarts LYNCBACKUP.
+func (b *Backend) RestartBackupService(ctx context.Context) error {
+	return fmt.Errorf("%w: RestartBackupService is not implemented yet", lync.ErrUnavailable)
+}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -342,7 +343,7 @@ func TestRunOfAnEarlierAgentIsJudgedAsBootstrapDoes(t *testing.T) {
 	res, err := wait(bg)
 	want := lync.BootstrapResult{ExitCode: 3010, RebootRequired: true, BackupPool: "pool02.contoso.com",
 		LogTail: "Installing Windows Fabric...\nA restart is required to complete the installation."}
-	if err != nil || res != want {
+	if err != nil || !reflect.DeepEqual(res, want) {
 		t.Errorf("wait = %+v, %v\nwant %+v", res, err, want)
 	}
 	if n := fake.starts.Load(); n != 0 {

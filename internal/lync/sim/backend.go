@@ -532,3 +532,13 @@ func (v *view) SyncBackup(ctx context.Context, poolFQDN string) (err error) {
 	}
 	return nil
 }
+
+// BootTime is a stub until the simulator models reboots.
+func (v *view) BootTime(ctx context.Context) (time.Time, error) {
+	return time.Time{}, fmt.Errorf("%w: BootTime is not simulated yet", lync.ErrUnavailable)
+}
+
+// RestartBackupService is a stub until the simulator models restarts of LYNCBACKUP.
+func (v *view) RestartBackupService(ctx context.Context) error {
+	return fmt.Errorf("%w: RestartBackupService is not simulated yet", lync.ErrUnavailable)
+}
