@@ -359,7 +359,7 @@ func TestFailureNoRetryFixesStallsAtOnce(t *testing.T) {
 	env := startSim(t, testDurations, nil)
 	agents := &scriptedAgents{kind: protocol.KindStartBackupService, endpoint: env.runner.Endpoints()["fe01.pool01.contoso.com"]}
 	agents.answer.Store(&protocol.Operation{State: protocol.StateFailed, Retryable: false,
-		Message: "permission denied (needs RTCUniversalServerAdmins and local Administrator): Start-CsWindowsService: Access is denied"})
+		Message: "permission denied: Start-CsWindowsService: Access is denied (the account running lync-agent needs membership of RTCUniversalServerAdmins)"})
 	m := startManager(t, env.reconcilerVia(agents))
 	ns := newNamespace(t)
 	create(t, env.pair(ns, "denied"))

@@ -259,13 +259,30 @@ func (h *Handler) server(w http.ResponseWriter, r *http.Request) {
 		writeError(w, internal("journal: "+err.Error()))
 		return
 	}
-	writeJSON(w, http.StatusOK, protocol.Server{
+	srv := protocol.Server{
 		FQDN:             id.ServerFQDN,
 		PoolFQDN:         id.PoolFQDN,
 		BackupService:    svc,
 		LastBootstrap:    last,
 		ActiveOperations: h.activeOperations(),
-	})
+	}
+	if boot, err := h.backend.BootTime(r.Context()); err != nil {
+		h.log.Info("cannot read the server's boot time", "err", err)
+	} else {
+		srv.BootTime = &boot
+	}
+	srv.RebootPending = rebootPending(last, srv.BootTime)
+	writeJSON(w, http.StatusOK, srv)
+}
+
+// rebootPending: the last Bootstrapper run asked for a restart and the server has not restarted
+// since. A boot time the agent cannot read counts as not restarted: Bootstrapper is never run
+// again on a guess that the administrator rebooted.
+func rebootPending(last *protocol.BootstrapRun, bootTime *time.Time) bool {
+	if last == nil || !last.RebootRequired {
+		return false
+	}
+	return bootTime == nil || !bootTime.After(last.Finished)
 }
 
 // statusRecorder keeps the status for the request log.

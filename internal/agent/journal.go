@@ -63,10 +63,11 @@ type record struct {
 }
 
 type bootstrapOutcome struct {
-	ExitCode       int    `json:"exitCode"`
-	Succeeded      bool   `json:"succeeded"`
-	RebootRequired bool   `json:"rebootRequired,omitempty"`
-	BackupPool     string `json:"backupPool,omitempty"`
+	ExitCode       int      `json:"exitCode"`
+	Succeeded      bool     `json:"succeeded"`
+	RebootRequired bool     `json:"rebootRequired,omitempty"`
+	BackupPool     string   `json:"backupPool,omitempty"`
+	NextSteps      []string `json:"nextSteps,omitempty"`
 }
 
 // OpenJournal opens (creating if needed) the journal in dir. Operations a previous process left
@@ -202,6 +203,7 @@ func (j *Journal) update(r record) error {
 			Succeeded:      r.Bootstrap.Succeeded,
 			RebootRequired: r.Bootstrap.RebootRequired,
 			BackupPool:     r.Bootstrap.BackupPool,
+			NextSteps:      r.Bootstrap.NextSteps,
 		}
 		v, err := json.Marshal(run)
 		if err != nil {

@@ -20,11 +20,12 @@ import (
 // Operation time limits: a step that hangs (a PowerShell host that never answers, a Bootstrapper
 // waiting on a dialog) is failed, retryable, instead of blocking its target forever.
 var operationTimeouts = map[protocol.OperationKind]time.Duration{
-	protocol.KindPairPools:          30 * time.Minute,
-	protocol.KindUnpair:             30 * time.Minute,
-	protocol.KindBootstrap:          2 * time.Hour,
-	protocol.KindStartBackupService: 15 * time.Minute,
-	protocol.KindSyncBackup:         30 * time.Minute,
+	protocol.KindPairPools:            30 * time.Minute,
+	protocol.KindUnpair:               30 * time.Minute,
+	protocol.KindBootstrap:            2 * time.Hour,
+	protocol.KindStartBackupService:   15 * time.Minute,
+	protocol.KindRestartBackupService: 15 * time.Minute,
+	protocol.KindSyncBackup:           30 * time.Minute,
 }
 
 // maxMessageBytes bounds an operation's message (Bootstrapper log tails can be long).
@@ -152,14 +153,16 @@ func (h *Handler) getOperation(w http.ResponseWriter, r *http.Request) {
 }
 
 // collision finds the live operation a new one of kind on target may not run beside: another of
-// the same kind on the same target, or, for a topology write, any other topology write (one
-// writer per topology; the operator serializes them too). Called with h.mu held.
+// the same kind on the same target, another start or restart of LYNCBACKUP, or, for a topology
+// write, any other topology write (one writer per topology; the operator serializes them too).
+// Called with h.mu held.
 func (h *Handler) collision(kind protocol.OperationKind, target string) *liveOp {
 	for _, other := range h.live {
 		if other.rec.Op.State.Done() {
 			continue
 		}
-		if other.rec.Op.Kind == kind && other.rec.Target == target || isTopologyWrite(kind) && isTopologyWrite(other.rec.Op.Kind) {
+		k := other.rec.Op.Kind
+		if k == kind && other.rec.Target == target || isTopologyWrite(kind) && isTopologyWrite(k) || isServiceControl(kind) && isServiceControl(k) {
 			return other
 		}
 	}
@@ -168,6 +171,11 @@ func (h *Handler) collision(kind protocol.OperationKind, target string) *liveOp 
 
 func isTopologyWrite(kind protocol.OperationKind) bool {
 	return kind == protocol.KindPairPools || kind == protocol.KindUnpair
+}
+
+// isServiceControl: the kinds that start or stop this server's LYNCBACKUP.
+func isServiceControl(kind protocol.OperationKind) bool {
+	return kind == protocol.KindStartBackupService || kind == protocol.KindRestartBackupService
 }
 
 // active describes a live operation for /v1/server and 409 answers.
@@ -294,8 +302,8 @@ func (h *Handler) complete(op *liveOp, rec record, run func(ctx context.Context)
 			// again once it has ended.
 			rec.Op.Retryable = true
 		}
-	case boot != nil && !boot.Succeeded:
-		// Bootstrapper ran and failed: another run may well succeed (after a reboot, a fix).
+	case boot != nil && !boot.Succeeded && !boot.RebootRequired:
+		// Bootstrapper ran and failed: another run may well succeed (after a fix).
 		rec.Op.State, rec.Op.Message, rec.Op.Retryable = protocol.StateFailed, msg, true
 	default:
 		rec.Op.State, rec.Op.Message = protocol.StateSucceeded, msg
@@ -305,13 +313,18 @@ func (h *Handler) complete(op *liveOp, rec record, run func(ctx context.Context)
 
 // bootstrapMessage turns a Bootstrapper result into the operation's message and outcome.
 func bootstrapMessage(res lync.BootstrapResult) (string, *bootstrapOutcome) {
-	boot := &bootstrapOutcome{ExitCode: res.ExitCode, Succeeded: res.Succeeded, RebootRequired: res.RebootRequired, BackupPool: res.BackupPool}
-	if !res.Succeeded {
+	boot := &bootstrapOutcome{ExitCode: res.ExitCode, Succeeded: res.Succeeded, RebootRequired: res.RebootRequired, BackupPool: res.BackupPool, NextSteps: res.NextSteps}
+	switch {
+	case res.RebootRequired:
+		// A run that asks for a restart did what it could: the operation succeeded, and the
+		// server is bootstrapped once the administrator has restarted it and a second run succeeds.
+		return fmt.Sprintf("Bootstrapper.exe asks for a restart of this server and a second run (exit code %d): %s", res.ExitCode, lastBytes(strings.TrimSpace(res.LogTail), maxMessageBytes-200)), boot
+	case !res.Succeeded:
 		return fmt.Sprintf("Bootstrapper.exe failed with exit code %d: %s", res.ExitCode, lastBytes(strings.TrimSpace(res.LogTail), maxMessageBytes-100)), boot
 	}
 	msg := fmt.Sprintf("Bootstrapper.exe succeeded (exit code %d)", res.ExitCode)
-	if res.RebootRequired {
-		msg += "; it asks for a reboot and a second run"
+	for _, step := range res.NextSteps {
+		msg += "; next step for the administrator: " + step
 	}
 	return msg, boot
 }
@@ -343,6 +356,11 @@ func (h *Handler) perform(ctx context.Context, kind protocol.OperationKind, para
 			return "", nil, err
 		}
 		return "LYNCBACKUP service started", nil, nil
+	case protocol.KindRestartBackupService:
+		if err := b.RestartBackupService(ctx); err != nil {
+			return "", nil, err
+		}
+		return "LYNCBACKUP service restarted", nil, nil
 	case protocol.KindBootstrap:
 		res, err := b.Bootstrap(ctx)
 		if err != nil {
@@ -364,7 +382,9 @@ func (h *Handler) failure(ctx context.Context, timeout time.Duration, err error)
 	case errors.Is(err, lync.ErrConflict):
 		return prefixed("conflict", err), false
 	case errors.Is(err, lync.ErrPermission):
-		return "permission denied (needs RTCUniversalServerAdmins and local Administrator): " + err.Error(), false
+		// The backend's error names the right the step needs (a group, setup permissions, local
+		// Administrator).
+		return prefixed("permission denied", err), false
 	case errors.Is(err, lync.ErrNotFound):
 		return prefixed("not found", err), false
 	case errors.Is(err, lync.ErrUnavailable):

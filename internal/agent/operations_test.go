@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -122,10 +123,26 @@ func TestOperationOutcomes(t *testing.T) {
 			mention: []string{"exit code 3", "Cannot find the topology"},
 		},
 		{
-			name:  "bootstrapper asks for a reboot",
-			setup: func(f *fakeBackend) { f.boot = lync.BootstrapResult{Succeeded: true, RebootRequired: true} },
+			name: "bootstrapper asks for a reboot",
+			setup: func(f *fakeBackend) {
+				f.boot = lync.BootstrapResult{ExitCode: 3010, RebootRequired: true, LogTail: "A restart is required to complete the installation."}
+			},
 			req:   protocol.OperationRequest{ID: "b", Kind: protocol.KindBootstrap},
-			state: protocol.StateSucceeded, mention: []string{"reboot"},
+			state: protocol.StateSucceeded, mention: []string{"asks for a restart", "exit code 3010", "A restart is required"},
+		},
+		{
+			name: "skype for business asks to re-apply the cumulative update",
+			setup: func(f *fakeBackend) {
+				f.boot = lync.BootstrapResult{Succeeded: true, BackupPool: "pool02.contoso.com", NextSteps: []string{"re-apply the installed cumulative update on fe01.pool01.contoso.com"}}
+			},
+			req:   protocol.OperationRequest{ID: "b", Kind: protocol.KindBootstrap},
+			state: protocol.StateSucceeded, mention: []string{"next step for the administrator: re-apply the installed cumulative update on fe01.pool01.contoso.com"},
+		},
+		{
+			name:  "restart LYNCBACKUP",
+			setup: func(f *fakeBackend) {},
+			req:   protocol.OperationRequest{ID: "r", Kind: protocol.KindRestartBackupService},
+			state: protocol.StateSucceeded, mention: []string{"restarted"},
 		},
 		{
 			name: "pool already paired with a third pool",
@@ -144,10 +161,10 @@ func TestOperationOutcomes(t *testing.T) {
 		{
 			name: "missing rights",
 			setup: func(f *fakeBackend) {
-				f.setErr("StartBackupService", fmt.Errorf("Start-CsWindowsService: %w", lync.ErrPermission))
+				f.setErr("StartBackupService", fmt.Errorf("Start-CsWindowsService: Access is denied: %w (the account running lync-agent needs membership of RTCUniversalServerAdmins)", lync.ErrPermission))
 			},
 			req:   protocol.OperationRequest{ID: "s", Kind: protocol.KindStartBackupService},
-			state: protocol.StateFailed, retryable: false, mention: []string{"RTCUniversalServerAdmins"},
+			state: protocol.StateFailed, retryable: false, mention: []string{"permission denied", "Access is denied", "RTCUniversalServerAdmins"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -172,8 +189,12 @@ func TestOperationOutcomes(t *testing.T) {
 			if tc.req.Kind == protocol.KindBootstrap {
 				var srv protocol.Server
 				a.do("GET", "/v1/server", "", &srv)
-				if srv.LastBootstrap == nil || srv.LastBootstrap.ExitCode != f.boot.ExitCode || srv.LastBootstrap.Succeeded != f.boot.Succeeded || srv.LastBootstrap.RebootRequired != f.boot.RebootRequired {
+				if srv.LastBootstrap == nil || srv.LastBootstrap.ExitCode != f.boot.ExitCode || srv.LastBootstrap.Succeeded != f.boot.Succeeded || srv.LastBootstrap.RebootRequired != f.boot.RebootRequired || !slices.Equal(srv.LastBootstrap.NextSteps, f.boot.NextSteps) {
 					t.Errorf("lastBootstrap %+v after %+v", srv.LastBootstrap, f.boot)
+				}
+				// The fake server booted an hour ago: a restart it asked for is still pending.
+				if srv.RebootPending != f.boot.RebootRequired {
+					t.Errorf("rebootPending %v after %+v", srv.RebootPending, f.boot)
 				}
 			}
 		})
@@ -320,5 +341,49 @@ func TestCloseInterruptsRunningOperations(t *testing.T) {
 	}
 	if status, raw := a.do("POST", "/v1/operations", `{"id":"later","kind":"StartBackupService"}`, nil); status != http.StatusServiceUnavailable {
 		t.Errorf("new operation after Close: %d %s", status, raw)
+	}
+}
+
+func TestRebootPending(t *testing.T) {
+	finished := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	before, after := finished.Add(-time.Hour), finished.Add(time.Minute)
+	asked := &protocol.BootstrapRun{Finished: finished, ExitCode: 3010, RebootRequired: true}
+	for _, tc := range []struct {
+		name string
+		last *protocol.BootstrapRun
+		boot *time.Time
+		want bool
+	}{
+		{"no run", nil, &before, false},
+		{"a run that did not ask", &protocol.BootstrapRun{Finished: finished, Succeeded: true}, &before, false},
+		{"asked, not restarted since", asked, &before, true},
+		{"asked, restarted since", asked, &after, false},
+		{"asked, boot time unknown", asked, nil, true},
+	} {
+		if got := rebootPending(tc.last, tc.boot); got != tc.want {
+			t.Errorf("%s: rebootPending = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestLYNCBACKUPStartAndRestartDoNotOverlap: a start and a restart of the same service never run
+// at once; the second is refused naming the first.
+func TestLYNCBACKUPStartAndRestartDoNotOverlap(t *testing.T) {
+	a := startAgent(t, agentOpts{})
+	gate := make(chan struct{})
+	a.backend.setGate(gate)
+	start := protocol.OperationRequest{ID: "start", Kind: protocol.KindStartBackupService}
+	if status, _, raw := a.post(start); status != http.StatusAccepted {
+		t.Fatalf("start: %d %s", status, raw)
+	}
+	a.backend.waitStarted(t, "StartBackupService")
+	status, _, raw := a.post(protocol.OperationRequest{ID: "restart", Kind: protocol.KindRestartBackupService})
+	if status != http.StatusConflict || !strings.Contains(string(raw), `"id":"start"`) {
+		t.Errorf("restart while starting: %d %s", status, raw)
+	}
+	close(gate)
+	a.await("start")
+	if n := a.backend.count("RestartBackupService"); n != 0 {
+		t.Errorf("RestartBackupService reached the backend %d times", n)
 	}
 }
