@@ -19,6 +19,11 @@ const (
 	StepWaitingForStableSync  = "WaitingForStableSync"
 	StepWaitingForAgents      = "WaitingForAgents"
 	StepUnpairing             = "Unpairing"
+	// StepWaitingForAdministrator: the pairing is the administrator's to publish in Topology Builder.
+	StepWaitingForAdministrator = "WaitingForAdministrator"
+	// StepWaitingForReboot: Bootstrapper.exe asked for a restart that only the administrator does.
+	StepWaitingForReboot        = "WaitingForReboot"
+	StepRestartingBackupService = "RestartingBackupService"
 )
 
 // advance records the step of the first unmet milestone, as far as agents, parallelism and backoff
@@ -31,6 +36,11 @@ func (p *pass) advance(m pairing.Milestones) {
 	case !pri.ok() || !bak.ok():
 		p.progress(StepWaitingForAgents, "waiting for the pool agents to answer")
 		p.wantRequeue(p.r.UnreachableRetry)
+
+	case !m.TopologyPublished && pp.Spec.Topology.PublishedBy == drv1alpha1.TopologyPublishedByAdministrator:
+		// The administrator writes the pairing; nothing tells us when: look again regularly.
+		p.progress(StepWaitingForAdministrator, administratorPairingSteps(pri.FQDN, bak.FQDN))
+		p.wantRequeue(min(durationOr(pp.Spec.Sync.CheckInterval, 5*time.Minute), time.Minute))
 
 	case !m.TopologyPublished:
 		msg := fmt.Sprintf("Publishing the pairing of %s and %s in the topology", pri.FQDN, bak.FQDN)
@@ -46,6 +56,12 @@ func (p *pass) advance(m pairing.Milestones) {
 	case !m.Bootstrapped:
 		p.advanceServers(protocol.KindBootstrap, StepBootstrapping, "Bootstrapping", "bootstrapped",
 			func(s *drv1alpha1.ServerStatus) bool { return s.Bootstrapped }, max(int(pp.Spec.Bootstrap.MaxParallelPerPool), 1))
+
+	case !m.BackupServiceRunning && p.anyStaleService():
+		// A LYNCBACKUP that ran before the pairing changed still serves the old partner:
+		// Microsoft's procedure stops and starts it. Light, like starting it: every server at once.
+		p.advanceServers(protocol.KindRestartBackupService, StepRestartingBackupService, "Restarting LYNCBACKUP on", "serving the current pairing",
+			func(s *drv1alpha1.ServerStatus) bool { return !p.staleService[s.FQDN] }, len(st.Servers))
 
 	case !m.BackupServiceRunning:
 		// Starting a service is light and safe to repeat: every server at once.
@@ -74,6 +90,10 @@ func (p *pass) advanceServers(kind protocol.OperationKind, step, verb, doneWord 
 		switch {
 		case s.Operation != nil && s.Operation.Kind == string(kind):
 			busy[s.Pool]++
+		case kind == protocol.KindBootstrap && s.RebootRequired:
+			// Waiting for the administrator to restart it: taken out of service as much as a
+			// server being bootstrapped, so it counts toward the pool's limit.
+			busy[s.Pool]++
 		case kind == protocol.KindBootstrap && !s.Reachable && !s.Bootstrapped:
 			// An agent that does not answer may be running Bootstrapper that no record here
 			// knows of (a wiped status): it counts as busy, so the limit holds whatever happens.
@@ -90,11 +110,14 @@ func (p *pass) advanceServers(kind protocol.OperationKind, step, verb, doneWord 
 			finished++
 		}
 	}
-	var active []string
+	var active, rebootWait []string
 	for i := range st.Servers {
 		s := &st.Servers[i]
 		switch {
 		case done(s):
+			continue
+		case kind == protocol.KindBootstrap && s.RebootRequired:
+			rebootWait = append(rebootWait, s.FQDN)
 			continue
 		case s.Operation != nil:
 			if s.Operation.Kind == string(kind) {
@@ -116,7 +139,40 @@ func (p *pass) advanceServers(kind protocol.OperationKind, step, verb, doneWord 
 	if len(active) > 0 {
 		msg = fmt.Sprintf("%s %s (%s)", verb, strings.Join(active, ", "), msg)
 	}
+	if len(rebootWait) > 0 {
+		// The restart is the administrator's; its agent reports the new boot time, and then the
+		// second run starts. Nothing watches for that: look again regularly.
+		msg += "; " + rebootMessage(rebootWait)
+		p.wantRequeue(p.r.UnreachableRetry)
+		if len(active) == 0 {
+			p.progress(StepWaitingForReboot, msg)
+			return
+		}
+	}
 	p.progress(step, p.orWaiting(msg, len(active) > 0))
+}
+
+// rebootMessage asks the administrator to restart servers whose Bootstrapper run asked for it.
+func rebootMessage(servers []string) string {
+	return fmt.Sprintf("Bootstrapper.exe asked for a restart of %s: restart them (the operator never restarts a server); Bootstrapper.exe runs again on each once it is back", strings.Join(servers, ", "))
+}
+
+// anyStaleService reports whether a server's LYNCBACKUP still serves a pairing it ran before.
+func (p *pass) anyStaleService() bool {
+	for _, stale := range p.staleService {
+		if stale {
+			return true
+		}
+	}
+	return false
+}
+
+// administratorPairingSteps is what the administrator does when the pairing is theirs to publish
+// (Microsoft's "Deploy paired Front End pools for disaster recovery", steps 2 to 6).
+func administratorPairingSteps(primary, backup string) string {
+	return fmt.Sprintf("waiting for the administrator to pair the pools in Topology Builder (spec.topology.publishedBy is Administrator): "+
+		"edit the properties of %s, under Resiliency select Associated backup pool %s and Automatic failover and failback for Voice, then publish the topology; "+
+		"the operator takes over from Bootstrapper.exe on", primary, backup)
 }
 
 // advanceSync forces a backup sync of each unhealthy direction, both at once (each on a Front End
@@ -125,7 +181,7 @@ func (p *pass) advanceServers(kind protocol.OperationKind, step, verb, doneWord 
 func (p *pass) advanceSync() {
 	pp, st := p.pp, &p.pp.Status
 	checkInterval := durationOr(pp.Spec.Sync.CheckInterval, 5*time.Minute)
-	stableFor := durationOr(pp.Spec.Sync.StableFor, 2*time.Minute)
+	stableFor := p.stableFor()
 	// A forced sync drains within moments on a healthy pair; look again soon, within the interval.
 	poll := min(checkInterval, 15*time.Second)
 	var unhealthy, syncing []string
@@ -212,16 +268,17 @@ func (p *pass) poolServer(pools ...string) (agentServer, bool) {
 	return agentServer{}, false
 }
 
+// pairParams are the PairPools parameters. Voice failover is on unless the spec turns it off, as
+// Microsoft's procedure selects it, with Lync's default intervals where the spec gives none.
 func pairParams(pp *drv1alpha1.PoolPair) protocol.PairPoolsParams {
-	params := protocol.PairPoolsParams{PrimaryFQDN: pp.Spec.Primary.FQDN, BackupFQDN: pp.Spec.Backup.FQDN}
-	if v := pp.Spec.VoiceFailover; v != nil {
-		params.VoiceFailover = &protocol.VoiceFailover{Enabled: v.Enabled}
-		if v.FailureDetectionInterval != nil {
-			params.VoiceFailover.FailureDetectionIntervalSeconds = int(v.FailureDetectionInterval.Seconds())
-		}
-		if v.FailbackDetectionInterval != nil {
-			params.VoiceFailover.FailbackDetectionIntervalSeconds = int(v.FailbackDetectionInterval.Seconds())
-		}
+	v := pp.Spec.VoiceFailover
+	if v == nil {
+		v = &drv1alpha1.VoiceFailoverSpec{}
 	}
-	return params
+	voice := &protocol.VoiceFailover{Enabled: v.Enabled == nil || *v.Enabled}
+	if voice.Enabled {
+		voice.FailureDetectionIntervalSeconds = int(durationOr(v.FailureDetectionInterval, drv1alpha1.DefaultVoiceFailureDetectionInterval).Seconds())
+		voice.FailbackDetectionIntervalSeconds = int(durationOr(v.FailbackDetectionInterval, drv1alpha1.DefaultVoiceFailbackDetectionInterval).Seconds())
+	}
+	return protocol.PairPoolsParams{PrimaryFQDN: pp.Spec.Primary.FQDN, BackupFQDN: pp.Spec.Backup.FQDN, VoiceFailover: voice}
 }

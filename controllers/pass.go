@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,6 +45,12 @@ type pass struct {
 	intents []intent
 	// aborted is set when the write-ahead record could not be written: nothing was sent.
 	aborted error
+	// staleService are the servers whose LYNCBACKUP runs since before their last Bootstrapper
+	// run: it still serves the old partner until restarted.
+	staleService map[string]bool
+	// rebooted are the servers whose last Bootstrapper run asked for a restart that has happened:
+	// the second run it asked for is due, not a repeat of a run that showed no effect.
+	rebooted map[string]bool
 }
 
 func conditionsFor(pp *drv1alpha1.PoolPair) conditions.Setter {
@@ -113,6 +120,7 @@ func (p *pass) reconcileNormal(ctx context.Context) error {
 	}
 	p.updateServers()
 	m := p.milestones()
+	p.updateNextSteps(m)
 	p.updateDirections(m.BackupServiceRunning)
 	p.adoptRunning()
 	m.BackupSynced = p.synced()
@@ -160,7 +168,7 @@ func (p *pass) adoptRunning() {
 		for _, a := range o.Server.ActiveOperations {
 			var s *slot
 			switch a.Kind {
-			case protocol.KindBootstrap, protocol.KindStartBackupService:
+			case protocol.KindBootstrap, protocol.KindStartBackupService, protocol.KindRestartBackupService:
 				for i := range st.Servers {
 					if st.Servers[i].FQDN == o.FQDN && protocol.SameFQDN(a.Target, o.FQDN) {
 						s = ptr(serverSlot(&st.Servers[i]))
@@ -199,7 +207,8 @@ func (p *pass) settleFailures(m pairing.Milestones) {
 		srv := &st.Servers[i]
 		effect(serverSlot(srv), func(kind string) bool {
 			return kind == string(protocol.KindBootstrap) && srv.Bootstrapped ||
-				kind == string(protocol.KindStartBackupService) && srv.BackupService == protocol.ServiceRunning
+				kind == string(protocol.KindStartBackupService) && srv.BackupService == protocol.ServiceRunning ||
+				kind == string(protocol.KindRestartBackupService) && srv.BackupService == protocol.ServiceRunning && !p.staleService[srv.FQDN]
 		})
 	}
 	for i := range st.Backup {
@@ -250,6 +259,7 @@ func (p *pass) handleRequestedAt() {
 // carried over; what an unreachable agent could not tell is carried over too, marked unreachable.
 func (p *pass) updateServers() {
 	st := &p.pp.Status
+	p.staleService, p.rebooted = map[string]bool{}, map[string]bool{}
 	old := map[string]drv1alpha1.ServerStatus{}
 	for _, s := range st.Servers {
 		old[s.FQDN] = s
@@ -271,11 +281,17 @@ func (p *pass) updateServers() {
 				if o.Server.BackupService.Installed {
 					s.BackupService = o.Server.BackupService.Status
 				}
+				s.BackupServiceStarted = nil
+				if t := o.Server.BackupService.Started; t != nil {
+					s.BackupServiceStarted = ptr(stamp(*t))
+				}
 				s.LastBootstrapTime = nil
 				if b := o.Server.LastBootstrap; b != nil {
-					t := stamp(b.Finished)
-					s.LastBootstrapTime = &t
+					s.LastBootstrapTime = ptr(stamp(b.Finished))
+					p.rebooted[o.FQDN] = b.RebootRequired && !o.Server.RebootPending
 				}
+				s.RebootRequired = o.Server.RebootPending
+				p.staleService[o.FQDN] = s.Bootstrapped && pairing.BackupServiceStale(o.Server)
 			}
 			servers = append(servers, s)
 		}
@@ -290,6 +306,48 @@ func (p *pass) updateServers() {
 		}
 	}
 	st.Servers = servers
+}
+
+// updateNextSteps lists the documented steps that are the administrator's: what Bootstrapper's
+// runs for this pairing left to do (re-applying a cumulative update on Skype for Business Server),
+// and, when a Standard Edition pool that hosts the Central Management store is paired, installing
+// the standby Central Management database on its partner. Kept as they were while a server or
+// pool did not answer. Each new step is announced once.
+func (p *pass) updateNextSteps(m pairing.Milestones) {
+	if len(p.obs.failures()) > 0 {
+		return
+	}
+	var steps []string
+	for _, o := range p.obs.Servers {
+		if b := o.Server.LastBootstrap; b != nil && pairing.ServerBootstrapped(o.Server, o.Partner) {
+			steps = append(steps, b.NextSteps...)
+		}
+	}
+	if m.TopologyPublished {
+		for _, pool := range p.obs.pools() {
+			if pool.Pool.HostsCMS && pool.Pool.Edition == protocol.EditionStandard {
+				steps = append(steps, standbyCMSStep(pool.FQDN, pool.Partner))
+			}
+		}
+	}
+	slices.Sort(steps)
+	steps = slices.Compact(steps)
+	for _, step := range steps {
+		if !slices.Contains(p.pp.Status.NextSteps, step) {
+			p.event(eventNormal, "NextStep", "Observe", "next step for the administrator: %s", step)
+		}
+	}
+	p.pp.Status.NextSteps = steps
+}
+
+// standbyCMSStep: pairing the Standard Edition server that hosts the Central Management store
+// gives its partner a standby Central Management store whose database the administrator installs
+// (Lync Server 2013 "Central Management Store failover"). The operator never runs it, and cannot
+// see whether it was done: the step stays listed while the pairing lasts.
+func standbyCMSStep(cmsPool, partner string) string {
+	return fmt.Sprintf("%s hosts the Central Management store and is Standard Edition: install the standby Central Management database on %s with "+
+		"Install-CsDatabase -CentralManagementDatabase -SqlServerFqdn %s -SqlInstanceName rtc, as Microsoft's \"Central Management Store failover\" page describes",
+		cmsPool, partner, partner)
 }
 
 // milestones derives the runbook's checkpoints from the observation (BackupSynced comes later,
@@ -307,7 +365,7 @@ func (p *pass) milestones() pairing.Milestones {
 	for _, s := range p.pp.Status.Servers {
 		perPool[s.Pool]++
 		m.Bootstrapped = m.Bootstrapped && s.Bootstrapped
-		m.BackupServiceRunning = m.BackupServiceRunning && s.BackupService == protocol.ServiceRunning
+		m.BackupServiceRunning = m.BackupServiceRunning && s.BackupService == protocol.ServiceRunning && !p.staleService[s.FQDN]
 	}
 	if perPool[p.pp.Spec.Primary.FQDN] == 0 || perPool[p.pp.Spec.Backup.FQDN] == 0 {
 		m.Bootstrapped, m.BackupServiceRunning = false, false
@@ -347,6 +405,9 @@ func (p *pass) updateDirections(serviceRunning bool) {
 			dirs = append(dirs, d) // unknown this pass: keep what we knew
 			continue
 		}
+		if sec := o.Status.SyncIntervalSeconds; sec > 0 {
+			d.SyncInterval = &metav1.Duration{Duration: time.Duration(sec) * time.Second}
+		}
 		healthy, why := pairing.DirectionHealth(o.Status, o.HostsCMS)
 		d.Modules = nil
 		for _, mod := range o.Status.Modules {
@@ -372,13 +433,34 @@ func (p *pass) updateDirections(serviceRunning bool) {
 	st.Backup = dirs
 }
 
+// stableFor is how long both directions must stay healthy: spec.sync.stableFor, else two of the
+// longest sync interval the agents reported (Lync's default interval when none could be read).
+func (p *pass) stableFor() time.Duration {
+	if d := p.pp.Spec.Sync.StableFor; d != nil {
+		return d.Duration
+	}
+	interval := time.Duration(0)
+	for _, d := range p.pp.Status.Backup {
+		if d.SyncInterval != nil {
+			interval = max(interval, d.SyncInterval.Duration)
+		}
+	}
+	if interval == 0 {
+		interval = defaultSyncInterval
+	}
+	return 2 * interval
+}
+
+// defaultSyncInterval is the Backup Service's default SyncInterval (Get-CsBackupServiceConfiguration).
+const defaultSyncInterval = 2 * time.Minute
+
 // synced reports whether both directions have been healthy for spec.sync.stableFor.
 func (p *pass) synced() bool {
 	st := &p.pp.Status
 	if len(st.Backup) != 2 {
 		return false
 	}
-	stableFor := durationOr(p.pp.Spec.Sync.StableFor, 2*time.Minute)
+	stableFor := p.stableFor()
 	for _, d := range st.Backup {
 		if !d.Healthy || d.StableSince == nil {
 			return false

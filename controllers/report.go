@@ -83,7 +83,11 @@ func (p *pass) report(m *pairing.Milestones) {
 	case ready:
 		p.conds.Remove(drv1alpha1.ConditionStalled)
 		p.conds.Remove(drv1alpha1.ConditionReconciling)
-		p.conds.True(drv1alpha1.ConditionReady, ReasonSynced, fmt.Sprintf("%s and %s back each other up; backup is in sync both ways", p.pp.Spec.Primary.FQDN, p.pp.Spec.Backup.FQDN))
+		msg := fmt.Sprintf("%s and %s back each other up; backup is in sync both ways", p.pp.Spec.Primary.FQDN, p.pp.Spec.Backup.FQDN)
+		if n := len(st.NextSteps); n > 0 {
+			msg += fmt.Sprintf("; %d documented step(s) left for the administrator, listed in status.nextSteps", n)
+		}
+		p.conds.True(drv1alpha1.ConditionReady, ReasonSynced, msg)
 	default:
 		reason, msg := p.progressReason, p.progressMessage
 		if c := conditions.Get(st.Conditions, drv1alpha1.ConditionAgentsReachable); reason == "" && agentsDown {
@@ -141,36 +145,51 @@ func (p *pass) reportMilestones(m pairing.Milestones) {
 		p.conds.True(drv1alpha1.ConditionAgentsReachable, ReasonAgentsReachable, fmt.Sprintf("the agents of both pools and %d servers answered", len(p.obs.Servers)))
 	}
 
-	if m.TopologyPublished {
+	switch {
+	case m.TopologyPublished:
 		p.conds.True(drv1alpha1.ConditionTopologyPublished, "Paired", fmt.Sprintf("%s and %s name each other as backup pool in the published topology", pri, bak))
-	} else {
+	case p.pp.Spec.Topology.PublishedBy == drv1alpha1.TopologyPublishedByAdministrator:
+		p.conds.False(drv1alpha1.ConditionTopologyPublished, StepWaitingForAdministrator, p.pairingMessage()+"; "+administratorPairingSteps(pri, bak))
+	default:
 		p.conds.False(drv1alpha1.ConditionTopologyPublished, "NotPaired", p.pairingMessage())
 	}
 
-	var notBootstrapped, notRunning []string
+	var notBootstrapped, rebootWait, notRunning, stale []string
 	for _, s := range st.Servers {
 		if !s.Bootstrapped {
 			notBootstrapped = append(notBootstrapped, s.FQDN)
 		}
-		if s.BackupService != protocol.ServiceRunning {
+		if s.RebootRequired {
+			rebootWait = append(rebootWait, s.FQDN)
+		}
+		switch {
+		case s.BackupService != protocol.ServiceRunning:
 			notRunning = append(notRunning, fmt.Sprintf("%s (%s)", s.FQDN, orUnknown(s.BackupService)))
+		case p.staleService[s.FQDN]:
+			stale = append(stale, s.FQDN)
 		}
 	}
 	n := len(st.Servers)
-	if m.Bootstrapped {
+	switch {
+	case m.Bootstrapped:
 		p.conds.True(drv1alpha1.ConditionBootstrapped, "AllServersBootstrapped", fmt.Sprintf("Bootstrapper.exe succeeded on all %d Front End servers after the pairing was published", n))
-	} else {
+	case len(rebootWait) > 0:
+		p.conds.False(drv1alpha1.ConditionBootstrapped, StepWaitingForReboot, fmt.Sprintf("%d of %d servers bootstrapped since the pairing was published; %s", n-len(notBootstrapped), n, rebootMessage(rebootWait)))
+	default:
 		p.conds.False(drv1alpha1.ConditionBootstrapped, "NotBootstrapped", fmt.Sprintf("%d of %d servers bootstrapped since the pairing was published; not yet: %s", n-len(notBootstrapped), n, listOrNone(notBootstrapped)))
 	}
-	if m.BackupServiceRunning {
+	switch {
+	case m.BackupServiceRunning:
 		p.conds.True(drv1alpha1.ConditionBackupServiceRunning, "Running", fmt.Sprintf("LYNCBACKUP runs on all %d Front End servers", n))
-	} else {
+	case len(notRunning) == 0 && len(stale) > 0:
+		p.conds.False(drv1alpha1.ConditionBackupServiceRunning, "NeedsRestart", fmt.Sprintf("LYNCBACKUP runs on all %d servers, but on %s it started before the server was bootstrapped for this pairing and still serves the old partner until it is restarted", n, strings.Join(stale, ", ")))
+	default:
 		p.conds.False(drv1alpha1.ConditionBackupServiceRunning, "NotRunning", fmt.Sprintf("LYNCBACKUP runs on %d of %d servers; not on: %s", n-len(notRunning), n, listOrNone(notRunning)))
 	}
 
 	switch {
 	case m.BackupSynced:
-		p.conds.True(drv1alpha1.ConditionBackupSynced, "Synced", fmt.Sprintf("backup healthy in both directions for at least %s", durationOr(p.pp.Spec.Sync.StableFor, 2*time.Minute)))
+		p.conds.True(drv1alpha1.ConditionBackupSynced, "Synced", fmt.Sprintf("backup healthy in both directions for at least %s", p.stableFor()))
 	case len(st.Backup) == 0:
 		p.conds.False(drv1alpha1.ConditionBackupSynced, "NotPaired", "no backup relationship yet")
 	default:

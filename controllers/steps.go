@@ -118,6 +118,10 @@ func (p *pass) retryAt(s slot) (time.Time, bool) {
 // that asking again is paced by the backoff instead of running in a hot loop. Each such success
 // counts once.
 func (p *pass) countIneffective(s slot, kind protocol.OperationKind, target string) {
+	if kind == protocol.KindBootstrap && p.rebooted[target] {
+		// The run asked for a restart and a second run: this is that run, not a repeat.
+		return
+	}
 	last := *s.lastOperation
 	if last == nil || last.Kind != string(kind) || last.Target != target || last.State != string(protocol.StateSucceeded) || last.EffectNotObserved {
 		return

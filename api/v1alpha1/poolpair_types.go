@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -77,6 +79,8 @@ type PoolPair struct {
 }
 
 // PoolPairSpec says which two Front End pools back each other up, and how the operator pairs them.
+// +kubebuilder:validation:XValidation:rule="!has(self.voiceFailover) || !has(self.topology) || !has(self.topology.publishedBy) || self.topology.publishedBy != 'Administrator'",message="spec.voiceFailover is written with the pairing: with spec.topology.publishedBy Administrator, set 'Automatic failover and failback for Voice' in Topology Builder instead, and leave spec.voiceFailover out"
+// +kubebuilder:validation:XValidation:rule="!has(self.topology) || !has(self.topology.publishedBy) || self.topology.publishedBy != 'Administrator' || !has(self.deletionPolicy) || self.deletionPolicy != 'Unpair'",message="spec.deletionPolicy Unpair writes the topology: with spec.topology.publishedBy Administrator the operator never does, so use Retain and remove the association in Topology Builder"
 // +kubebuilder:validation:XValidation:rule="self.primary.fqdn != self.backup.fqdn",message="spec.backup.fqdn must differ from spec.primary.fqdn: a pool cannot back itself up"
 // +kubebuilder:validation:XValidation:rule="!has(self.primary.servers) || !has(self.backup.servers) || !self.primary.servers.exists(s, self.backup.servers.exists(t, t.fqdn == s.fqdn))",message="a Front End server cannot be listed in both spec.primary.servers and spec.backup.servers"
 type PoolPairSpec struct {
@@ -89,8 +93,16 @@ type PoolPairSpec struct {
 	// +required
 	Backup PoolSpec `json:"backup"`
 
-	// VoiceFailover enables automatic failover and failback for voice (the registrar's
-	// -EnableAutomaticFailover). It does not make pool failover automatic: that always stays an
+	// Topology says who writes the backup association into the Lync topology: the operator
+	// (Operator, the default) or the administrator, in Topology Builder (Administrator).
+	// +optional
+	// +kubebuilder:default={}
+	Topology TopologySpec `json:"topology,omitempty"`
+
+	// VoiceFailover sets automatic failover and failback for voice (the registrar's
+	// -EnableAutomaticFailover), written with the pairing. Left out, it is enabled with Lync's
+	// default intervals (2m to fail over, 10m to fail back), as Microsoft's procedure selects it;
+	// enabled: false keeps it off. It does not make pool failover automatic: that always stays an
 	// administrator's decision.
 	// +optional
 	VoiceFailover *VoiceFailoverSpec `json:"voiceFailover,omitempty"`
@@ -169,23 +181,56 @@ type ServerSpec struct {
 	AgentEndpoint string `json:"agentEndpoint,omitempty"`
 }
 
+// TopologyPublisher says who publishes the backup association.
+// +kubebuilder:validation:Enum=Operator;Administrator
+type TopologyPublisher string
+
+const (
+	// TopologyPublishedByOperator: the operator writes the association both ways and publishes
+	// and enables the topology (PairPools), one topology write at a time per Central Management
+	// Store.
+	TopologyPublishedByOperator TopologyPublisher = "Operator"
+	// TopologyPublishedByAdministrator: the operator never writes the topology. It waits until the
+	// administrator has set each pool's "Associated backup pool" in Topology Builder and published,
+	// and takes over from Bootstrapper on.
+	TopologyPublishedByAdministrator TopologyPublisher = "Administrator"
+)
+
+// TopologySpec says who writes the pairing into the topology.
+type TopologySpec struct {
+	// PublishedBy is Operator (the operator publishes the association; the default) or
+	// Administrator (the administrator does, in Topology Builder; the operator waits for it and
+	// then bootstraps, starts the backup service and syncs).
+	// +optional
+	// +kubebuilder:default=Operator
+	PublishedBy TopologyPublisher `json:"publishedBy,omitempty"`
+}
+
+// Lync's defaults for the voice failover detection intervals (Set-CsRegistrar): used when
+// spec.voiceFailover leaves them out.
+const (
+	DefaultVoiceFailureDetectionInterval  = 120 * time.Second
+	DefaultVoiceFailbackDetectionInterval = 600 * time.Second
+)
+
 // VoiceFailoverSpec are the voice resiliency settings written with the pairing.
 // +kubebuilder:validation:XValidation:rule="!has(self.failureDetectionInterval) || (duration(self.failureDetectionInterval) >= duration('30s') && duration(self.failureDetectionInterval) <= duration('24h'))",message="voiceFailover.failureDetectionInterval must be between 30s and 24h"
 // +kubebuilder:validation:XValidation:rule="!has(self.failbackDetectionInterval) || (duration(self.failbackDetectionInterval) >= duration('30s') && duration(self.failbackDetectionInterval) <= duration('24h'))",message="voiceFailover.failbackDetectionInterval must be between 30s and 24h"
 type VoiceFailoverSpec struct {
-	// Enabled turns on automatic failover and failback for voice.
+	// Enabled turns on automatic failover and failback for voice. Default: true.
 	// +optional
-	Enabled bool `json:"enabled,omitempty"`
+	// +kubebuilder:default=true
+	Enabled *bool `json:"enabled,omitempty"`
 
 	// FailureDetectionInterval is how long the primary registrar must be unreachable before voice
-	// fails over (30s to 24h). Default: the product's.
+	// fails over (30s to 24h). Default: 2m, the product's.
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	FailureDetectionInterval *metav1.Duration `json:"failureDetectionInterval,omitempty"`
 
 	// FailbackDetectionInterval is how long the primary registrar must be healthy again before voice
-	// fails back (30s to 24h). Default: the product's.
+	// fails back (30s to 24h). Default: 10m, the product's.
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
@@ -236,8 +281,10 @@ type SecretReference struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.timeout) || duration(self.timeout) >= duration('1m') && duration(self.timeout) <= duration('168h')",message="sync.timeout must be between 1m and 168h"
 type SyncSpec struct {
 	// StableFor is how long both directions must stay healthy before the pair counts as synced.
+	// Default: two of the Backup Service's sync intervals (Get-CsBackupServiceConfiguration;
+	// Lync's default interval is 2m, so 4m), as read from the pools and shown in
+	// status.backup[].syncInterval: a state only counts as stable once it has held over a sync.
 	// +optional
-	// +kubebuilder:default="2m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	StableFor *metav1.Duration `json:"stableFor,omitempty"`
@@ -312,6 +359,13 @@ type PoolPairStatus struct {
 	// LastHandledReconcileAt is the value of the dr.lync.io/requested-at annotation last handled.
 	// +optional
 	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
+
+	// NextSteps are documented steps of the procedure that are the administrator's, never the
+	// operator's (re-applying a cumulative update after Bootstrapper on Skype for Business Server,
+	// installing the standby Central Management database on a Standard Edition server), each with
+	// the command to run.
+	// +optional
+	NextSteps []string `json:"nextSteps,omitempty"`
 }
 
 // ServerStatus is one Front End server as last observed.
@@ -331,6 +385,16 @@ type ServerStatus struct {
 	// LastBootstrapTime is when Bootstrapper.exe last finished on the server.
 	// +optional
 	LastBootstrapTime *metav1.Time `json:"lastBootstrapTime,omitempty"`
+	// RebootRequired is true while Bootstrapper.exe has asked for a restart of the server that has
+	// not happened yet. The operator never restarts a server: the administrator does, and
+	// Bootstrapper then runs again.
+	// +optional
+	RebootRequired bool `json:"rebootRequired,omitempty"`
+	// BackupServiceStarted is when the running LYNCBACKUP started. A service that started before
+	// the server was bootstrapped for the current pairing still serves the old partner and is
+	// restarted.
+	// +optional
+	BackupServiceStarted *metav1.Time `json:"backupServiceStarted,omitempty"`
 	// Operation is the step in flight on this server.
 	// +optional
 	Operation *OperationStatus `json:"operation,omitempty"`
@@ -364,6 +428,10 @@ type BackupDirectionStatus struct {
 	// Message says why the direction is not healthy.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// SyncInterval is the Backup Service's sync interval that applies to From
+	// (Get-CsBackupServiceConfiguration), when its agent could read it.
+	// +optional
+	SyncInterval *metav1.Duration `json:"syncInterval,omitempty"`
 	// LastSyncTime is when a forced sync (Invoke-CsBackupServiceSync) of this direction last finished.
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
@@ -404,7 +472,7 @@ const OperationStateStarting = "Starting"
 
 // OperationStatus is a step run by an agent on one Front End server.
 type OperationStatus struct {
-	// Kind is PairPools, Bootstrap, StartBackupService, SyncBackup or Unpair.
+	// Kind is PairPools, Bootstrap, StartBackupService, RestartBackupService, SyncBackup or Unpair.
 	Kind string `json:"kind"`
 	// ID is the operation's idempotency key, <uid>/<kind>/<target>/<sequence>; ids never repeat.
 	// An operation adopted from an agent keeps the id it was started with.

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/utils/ptr"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -62,8 +64,10 @@ func TestDefaultsApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := got.Spec
+	// stableFor has no default in the schema: the controller derives it from the pools' sync
+	// interval. voiceFailover left out means enabled, decided by the controller too.
 	if s.DeletionPolicy != drv1alpha1.DeletionPolicyRetain || s.Agent.Port != 9443 || s.Bootstrap.MaxParallelPerPool != 1 ||
-		s.Sync.StableFor == nil || s.Sync.StableFor.Duration != 2*time.Minute ||
+		s.Sync.StableFor != nil || s.VoiceFailover != nil || s.Topology.PublishedBy != drv1alpha1.TopologyPublishedByOperator ||
 		s.Sync.CheckInterval == nil || s.Sync.CheckInterval.Duration != 5*time.Minute ||
 		s.Sync.Timeout == nil || s.Sync.Timeout.Duration != 2*time.Hour {
 		t.Fatalf("defaults not applied as documented: %+v", s)
@@ -80,13 +84,17 @@ func TestValidPoolPairsAccepted(t *testing.T) {
 		{FQDN: "fe02.pool01.contoso.com"},
 	}
 	full.Spec.Backup.AgentEndpoint = "https://[::1]:19442/"
-	full.Spec.VoiceFailover = &drv1alpha1.VoiceFailoverSpec{Enabled: true, FailureDetectionInterval: dur(5 * time.Minute), FailbackDetectionInterval: dur(10 * time.Minute)}
+	full.Spec.VoiceFailover = &drv1alpha1.VoiceFailoverSpec{Enabled: ptr.To(true), FailureDetectionInterval: dur(5 * time.Minute), FailbackDetectionInterval: dur(10 * time.Minute)}
 	full.Spec.Bootstrap.MaxParallelPerPool = 2
 	full.Spec.Agent = drv1alpha1.AgentSpec{Port: 443, TLSSecretRef: &drv1alpha1.SecretReference{Name: "lync-agent-client"}}
 	full.Spec.Sync = drv1alpha1.SyncSpec{StableFor: dur(0), CheckInterval: dur(30 * time.Second), Timeout: dur(3 * time.Hour)}
 	full.Spec.DeletionPolicy = drv1alpha1.DeletionPolicyUnpair
 	full.Spec.Suspend = true
-	for _, pp := range []*drv1alpha1.PoolPair{validPair("minimal"), full} {
+	byAdministrator := validPair("by-administrator")
+	byAdministrator.Spec.Topology.PublishedBy = drv1alpha1.TopologyPublishedByAdministrator
+	voiceOff := validPair("voice-off")
+	voiceOff.Spec.VoiceFailover = &drv1alpha1.VoiceFailoverSpec{Enabled: ptr.To(false)}
+	for _, pp := range []*drv1alpha1.PoolPair{validPair("minimal"), full, byAdministrator, voiceOff} {
 		if err := k8s.Create(ctx, pp); err != nil {
 			t.Errorf("valid PoolPair %s refused: %v", pp.Name, err)
 			continue
@@ -142,8 +150,17 @@ func TestInvalidPoolPairsRefused(t *testing.T) {
 		{"stable for too long", func(p *drv1alpha1.PoolPair) { p.Spec.Sync.StableFor = dur(48 * time.Hour) }, "sync.stableFor must be between"},
 		{"timeout too short", func(p *drv1alpha1.PoolPair) { p.Spec.Sync.Timeout = dur(time.Second) }, "sync.timeout must be between"},
 		{"voice failure detection too short", func(p *drv1alpha1.PoolPair) {
-			p.Spec.VoiceFailover = &drv1alpha1.VoiceFailoverSpec{Enabled: true, FailureDetectionInterval: dur(time.Second)}
+			p.Spec.VoiceFailover = &drv1alpha1.VoiceFailoverSpec{FailureDetectionInterval: dur(time.Second)}
 		}, "voiceFailover.failureDetectionInterval"},
+		{"unknown topology publisher", func(p *drv1alpha1.PoolPair) { p.Spec.Topology.PublishedBy = "TopologyBuilder" }, "spec.topology.publishedBy"},
+		{"voice failover with an administrator-published pairing", func(p *drv1alpha1.PoolPair) {
+			p.Spec.Topology.PublishedBy = drv1alpha1.TopologyPublishedByAdministrator
+			p.Spec.VoiceFailover = &drv1alpha1.VoiceFailoverSpec{Enabled: ptr.To(false)}
+		}, "set 'Automatic failover and failback for Voice' in Topology Builder"},
+		{"unpair on deletion with an administrator-published pairing", func(p *drv1alpha1.PoolPair) {
+			p.Spec.Topology.PublishedBy = drv1alpha1.TopologyPublishedByAdministrator
+			p.Spec.DeletionPolicy = drv1alpha1.DeletionPolicyUnpair
+		}, "spec.deletionPolicy Unpair writes the topology"},
 		{"unknown deletion policy", func(p *drv1alpha1.PoolPair) { p.Spec.DeletionPolicy = "Delete" }, "spec.deletionPolicy"},
 		{"secret name invalid", func(p *drv1alpha1.PoolPair) {
 			p.Spec.Agent.TLSSecretRef = &drv1alpha1.SecretReference{Name: "Bad Name"}

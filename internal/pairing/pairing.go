@@ -49,9 +49,20 @@ func PairedElsewhere(pool protocol.Pool, partner string) string {
 // ServerBootstrapped reports whether Bootstrapper.exe succeeded on the server after the pairing
 // with partner was published (the agent records the backup pool the topology named when the run
 // finished) and the backup service was installed by it.
+// A run that asked for a restart is not enough: the server is bootstrapped once it has restarted
+// and a second run succeeded.
 func ServerBootstrapped(s protocol.Server, partner string) bool {
 	b := s.LastBootstrap
-	return b != nil && b.Succeeded && protocol.SameFQDN(b.BackupPool, partner) && s.BackupService.Installed
+	return b != nil && b.Succeeded && !b.RebootRequired && protocol.SameFQDN(b.BackupPool, partner) && s.BackupService.Installed
+}
+
+// BackupServiceStale reports whether LYNCBACKUP runs on the server since before its last
+// Bootstrapper run finished: a service that ran before the pairing changed does not pick up its
+// new partner until it restarts (Microsoft's procedures stop and start it). A start time the
+// agent cannot read is not taken as stale.
+func BackupServiceStale(s protocol.Server) bool {
+	svc, b := s.BackupService, s.LastBootstrap
+	return svc.Status == protocol.ServiceRunning && svc.Started != nil && b != nil && svc.Started.Before(b.Finished)
 }
 
 // DirectionHealth says whether one direction of backup synchronization is healthy (LYNC.md: every

@@ -62,7 +62,9 @@ func TestServerBootstrappedNeedsARunThatSawThePairing(t *testing.T) {
 	notInstalled.BackupService = protocol.BackupService{}
 	never := ok
 	never.LastBootstrap = nil
-	for name, s := range map[string]protocol.Server{"run before pairing": before, "failed run": failed, "service not installed": notInstalled, "never run": never} {
+	askedForRestart := ok
+	askedForRestart.LastBootstrap = &protocol.BootstrapRun{Succeeded: true, RebootRequired: true, ExitCode: 3010, BackupPool: "pool02.contoso.com"}
+	for name, s := range map[string]protocol.Server{"run before pairing": before, "failed run": failed, "service not installed": notInstalled, "never run": never, "run that asked for a restart": askedForRestart} {
 		if ServerBootstrapped(s, "pool02.contoso.com") {
 			t.Errorf("%s counted as bootstrapped", name)
 		}
@@ -153,5 +155,31 @@ func TestSequencesNeverRepeat(t *testing.T) {
 	// A wiped status (last 0) a second later does not reuse the sequences of before the wipe.
 	if again := NextSequence(0, now.Add(time.Second)); again <= first+1 {
 		t.Fatalf("after a wipe: %d, not above %d", again, first+1)
+	}
+}
+
+func TestBackupServiceStaleWhenStartedBeforeTheLastBootstrap(t *testing.T) {
+	finished := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	server := func(status string, started *time.Time) protocol.Server {
+		return protocol.Server{
+			BackupService: protocol.BackupService{Installed: true, Status: status, Started: started},
+			LastBootstrap: &protocol.BootstrapRun{Finished: finished, Succeeded: true, BackupPool: "pool02.contoso.com"},
+		}
+	}
+	before, after := finished.Add(-time.Hour), finished.Add(time.Millisecond)
+	for _, tc := range []struct {
+		name string
+		s    protocol.Server
+		want bool
+	}{
+		{"running since before the run", server(protocol.ServiceRunning, &before), true},
+		{"started after the run", server(protocol.ServiceRunning, &after), false},
+		{"start time unknown", server(protocol.ServiceRunning, nil), false},
+		{"stopped", server(protocol.ServiceStopped, nil), false},
+		{"never bootstrapped", protocol.Server{BackupService: protocol.BackupService{Installed: true, Status: protocol.ServiceRunning, Started: &before}}, false},
+	} {
+		if got := BackupServiceStale(tc.s); got != tc.want {
+			t.Errorf("%s: stale = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
