@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -317,24 +318,27 @@ func (p *pass) updateNextSteps(m pairing.Milestones) {
 	if len(p.obs.failures()) > 0 {
 		return
 	}
-	var steps []string
+	// Each step is announced under an action naming where it applies: the events API merges
+	// events of the same action and reason into one series, which would drop the later notes.
+	where := map[string]string{}
 	for _, o := range p.obs.Servers {
 		if b := o.Server.LastBootstrap; b != nil && pairing.ServerBootstrapped(o.Server, o.Partner) {
-			steps = append(steps, b.NextSteps...)
+			for i, step := range b.NextSteps {
+				where[step] = fmt.Sprintf("%s#%d", o.FQDN, i)
+			}
 		}
 	}
 	if m.TopologyPublished {
 		for _, pool := range p.obs.pools() {
 			if pool.Pool.HostsCMS && pool.Pool.Edition == protocol.EditionStandard {
-				steps = append(steps, standbyCMSStep(pool.FQDN, pool.Partner))
+				where[standbyCMSStep(pool.FQDN, pool.Partner)] = pool.Partner
 			}
 		}
 	}
-	slices.Sort(steps)
-	steps = slices.Compact(steps)
+	steps := slices.Sorted(maps.Keys(where))
 	for _, step := range steps {
 		if !slices.Contains(p.pp.Status.NextSteps, step) {
-			p.event(eventNormal, "NextStep", "Observe", "next step for the administrator: %s", step)
+			p.event(eventNormal, "NextStep", "NextStep "+where[step], "next step for the administrator: %s", step)
 		}
 	}
 	p.pp.Status.NextSteps = steps
