@@ -238,3 +238,52 @@ func TestAdministratorsNextStepsAreReported(t *testing.T) {
 		t.Errorf("%d NextStep events for %d next steps: %q", len(announced), len(got.Status.NextSteps), announced)
 	}
 }
+
+// TestBootstrapperAskingForARestartWaitsForTheAdministrator: fe01.pool01's Bootstrapper asks for a
+// restart. The operator reports it, never runs Bootstrapper there again before the restart (the
+// simulator would count that as a duplicate), keeps the rest of the pool out of service meanwhile,
+// and runs the second run once the administrator has restarted the server.
+func TestBootstrapperAskingForARestartWaitsForTheAdministrator(t *testing.T) {
+	requireAPIServer(t)
+	const server = "fe01.pool01.contoso.com"
+	env := startSim(t, testDurations, func(yaml string) string {
+		return strings.Replace(yaml, "      - fqdn: "+server+"\n", "      - fqdn: "+server+"\n        faults: {rebootRequired: 1}\n", 1)
+	})
+	startManager(t, env.fastReconciler)
+	ns := newNamespace(t)
+	create(t, env.pair(ns, "reboot"))
+	// The other pool gets on with it; this one waits for the restart.
+	eventually(t, 30*time.Second, "Bootstrapped=False WaitingForReboot naming "+server+", pool02 bootstrapped", func() (bool, string) {
+		got := getPair(t, ns, "reboot")
+		c := conditionOf(got, drv1alpha1.ConditionBootstrapped)
+		bootstrapped := 0
+		waiting := false
+		for _, s := range got.Status.Servers {
+			if s.Pool == "pool02.contoso.com" && s.Bootstrapped {
+				bootstrapped++
+			}
+			waiting = waiting || s.FQDN == server && s.RebootRequired
+		}
+		return c != nil && c.Reason == controllers.StepWaitingForReboot && strings.Contains(c.Message, server) &&
+			strings.Contains(c.Message, "never restarts a server") && waiting && bootstrapped == 2, describe(got)
+	})
+	got := getPair(t, ns, "reboot")
+	if c := conditionOf(got, drv1alpha1.ConditionReconciling); c == nil || c.Reason != controllers.StepWaitingForReboot {
+		t.Errorf("Reconciling %+v; want WaitingForReboot once only the restart is left", c)
+	}
+	counts := env.d.Counts()
+	if n := counts["Bootstrap/"+server]; n != 1 {
+		t.Errorf("Bootstrap on %s ran %d times before the restart, want 1", server, n)
+	}
+	if n := counts["Bootstrap/fe02.pool01.contoso.com"]; n != 0 {
+		t.Errorf("Bootstrap on fe02.pool01 ran %d times while fe01.pool01 waited for its restart (maxParallelPerPool 1)", n)
+	}
+	if err := env.runner.RebootServer(server); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, ns, "reboot", 60*time.Second)
+	if n := env.d.Counts()["Bootstrap/"+server]; n != 2 {
+		t.Errorf("Bootstrap on %s ran %d times, want 2 (before and after the restart)", server, n)
+	}
+	assertExactlyOnce(t, env, 1)
+}
