@@ -2,6 +2,8 @@ package powershell
 
 import (
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/lync-dr/poolpair-operator/internal/protocol"
@@ -38,6 +40,58 @@ func DefaultBootstrapperPath(product string, getenv func(string) string) (string
 }
 
 // RelationshipPoolProperties are the property names of Get-CsPoolBackupRelationship's answer that
-// may hold the backup pool's FQDN, in the order they are tried. UNVERIFIED: the cmdlet's output is
-// not documented.
+// may hold the backup pool's FQDN, in the order they are tried (compared case-insensitively).
+// UNVERIFIED: the reference documents only the type (Microsoft.Rtc.Management.Hadr.BackupService.
+// BackupRelation) and that the cmdlet "returns the fully qualified domain name of the backup pool";
+// no public page shows its properties. BackupPoolFqdn is the name Get-CsUserPoolInfo documents for
+// the same fact about a user. An answer that is a string is read as the FQDN itself; an object with
+// none of these properties is an error naming the properties it has, never "unpaired".
 var RelationshipPoolProperties = []string{"BackupPoolFqdn"}
+
+// ServiceVersionProducts maps the ServiceVersion of a pool's services in the published topology
+// document (Get-CsTopology -AsXml: <Service ServiceVersion="n">) to the product. 8 is in a Skype for
+// Business Server 2019 document and 7 in a Skype for Business Server 2015 one (public deployment
+// scripts and samples); UNVERIFIED: 6 for Lync Server 2013 and 5 for Lync Server 2010, which follow
+// the numbering.
+var ServiceVersionProducts = map[int]string{
+	5: "Lync Server 2010",
+	6: "Lync Server 2013",
+	7: "Skype for Business Server 2015",
+	8: "Skype for Business Server 2019",
+}
+
+// serverVersionMajors maps the major version in a Get-CsServerVersion answer to the product. The
+// reference's example, 5.0.8308, is Lync Server 2013; UNVERIFIED: the others (the products' build
+// numbers: 4.0.7577 Lync Server 2010, 6.0.9319 Skype for Business Server 2015, 7.0.2046 Skype for
+// Business Server 2019).
+var serverVersionMajors = map[int]string{
+	4: "Lync Server 2010",
+	5: "Lync Server 2013",
+	6: "Skype for Business Server 2015",
+	7: "Skype for Business Server 2019",
+}
+
+var (
+	productNameText   = regexp.MustCompile(`(?i)\b(lync server 2010|lync server 2013|skype for business server 2015|skype for business server 2019)\b`)
+	serverVersionText = regexp.MustCompile(`\b(\d+)\.\d+\.\d+`)
+)
+
+// ServerVersionProduct is the product a Get-CsServerVersion answer names, "" when it names none
+// this package knows. The reference documents the answer as the installed version number with the
+// licensing information (for example 5.0.8308); UNVERIFIED: whether the text also names the
+// product (taken first when it does), and the numbering in serverVersionMajors.
+func ServerVersionProduct(answer string) string {
+	if m := productNameText.FindString(answer); m != "" {
+		for _, name := range ServiceVersionProducts {
+			if strings.EqualFold(name, m) {
+				return name
+			}
+		}
+	}
+	if m := serverVersionText.FindStringSubmatch(answer); m != nil {
+		if n, err := strconv.Atoi(m[1]); err == nil {
+			return serverVersionMajors[n]
+		}
+	}
+	return ""
+}

@@ -158,15 +158,22 @@ func TestPoolShapes(t *testing.T) {
 		want protocol.Pool
 	}{
 		{"pool01.contoso.com", protocol.Pool{FQDN: "pool01.contoso.com", Site: "EMEA", Edition: protocol.EditionEnterprise,
-			Version: "Lync Server 2013", Computers: []string{"fe01.contoso.com", "fe02.contoso.com"}, HostsCMS: true}},
+			Version: "Lync Server 2013", Computers: []string{"fe01.contoso.com", "fe02.contoso.com"}, HostsCMS: true, CMSPool: "pool01.contoso.com"}},
 		// {"value":[...],"Count":1} wrapper from Windows PowerShell's ConvertTo-Json; FQDN as Windows typed it.
 		{"pool02.contoso.com", protocol.Pool{FQDN: "POOL02.contoso.com", Site: "APAC", Edition: protocol.EditionEnterprise,
-			Version: "Lync Server 2013", Computers: []string{"fe03.contoso.com"}}},
-		// A lone computer unrolled to a string; Standard Edition hosts its own UserDatabase.
+			Version: "Lync Server 2013", Computers: []string{"fe03.contoso.com"}, CMSPool: "pool01.contoso.com"}},
+		// A lone computer unrolled to a string; a Standard Edition server holds its own user store
+		// (the topology document installs UserStore on its SQL Server instance).
 		{"se01.contoso.com", protocol.Pool{FQDN: "se01.contoso.com", Site: "EMEA", Edition: protocol.EditionStandard,
-			Version: "Lync Server 2013", Computers: []string{"se01.contoso.com"}}},
+			Version: "Lync Server 2013", Computers: []string{"se01.contoso.com"}, CMSPool: "pool01.contoso.com"}},
 		{"pool03.contoso.com", protocol.Pool{FQDN: "pool03.contoso.com", Site: "AMER", Edition: protocol.EditionEnterprise,
-			Version: "Lync Server 2013", Computers: []string{"fe05.contoso.com"}, BackupPool: "pool04.contoso.com"}},
+			Version: "Lync Server 2013", Computers: []string{"fe05.contoso.com"}, BackupPool: "pool04.contoso.com", CMSPool: "pool01.contoso.com"}},
+		// ServiceVersion 5 in the topology document.
+		{"pool06.contoso.com", protocol.Pool{FQDN: "pool06.contoso.com", Site: "AMER", Edition: protocol.EditionEnterprise,
+			Version: "Lync Server 2010", Computers: []string{"fe08.contoso.com"}, CMSPool: "pool01.contoso.com"}},
+		// Not in the topology document: the edition from Get-CsPool's services, the version unknown.
+		{"pool07.contoso.com", protocol.Pool{FQDN: "pool07.contoso.com", Site: "AMER", Edition: protocol.EditionEnterprise,
+			Computers: []string{"fe09.contoso.com"}, CMSPool: "pool01.contoso.com"}},
 	}
 	for _, c := range cases {
 		got, err := b.Pool(bg, c.fqdn)
@@ -202,7 +209,7 @@ func TestBackupStatus(t *testing.T) {
 		{Identity: "UserServices.PresenceFocus", ExportStatus: protocol.ExportFinalState, ImportStatus: protocol.ImportNormalState},
 		{Identity: "ConfServices.DataConf", ExportStatus: protocol.ExportNonSteadyState, ImportStatus: protocol.ImportNormalState},
 		{Identity: protocol.ModuleCMSMaster, ExportStatus: protocol.ExportNotInitialized, ImportStatus: protocol.ImportNormalState},
-	}}
+	}, SyncIntervalSeconds: 120}
 	if fmt.Sprintf("%+v", st) != fmt.Sprintf("%+v", want) {
 		t.Errorf("BackupStatus\n got %+v\nwant %+v", st, want)
 	}
@@ -676,12 +683,13 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	if _, err := New(Options{Product: protocol.ProductLync2013, ServerFQDN: "fe01; whoami"}); err == nil {
 		t.Errorf("bad ServerFQDN accepted")
 	}
+	t.Setenv("ProgramFiles", `D:\Program Files`)
 	b, err := New(Options{Product: protocol.ProductSfB2015, ServerFQDN: "fe01.contoso.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if b.read.exe != DefaultExecutable || b.write.exe != DefaultExecutable ||
-		b.boot.path != `C:\Program Files\Skype for Business Server 2015\Deployment\Bootstrapper.exe` ||
+		b.boot.path != `D:\Program Files\Skype for Business Server 2015\Deployment\Bootstrapper.exe` ||
 		b.boot.timeout != DefaultBootstrapTimeout || b.read.callTimeout != DefaultCallTimeout || b.write.callTimeout != DefaultCallTimeout {
 		t.Errorf("defaults: exe %q boot %q %s call %s", b.read.exe, b.boot.path, b.boot.timeout, b.read.callTimeout)
 	}

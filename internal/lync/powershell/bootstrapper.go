@@ -47,6 +47,7 @@ var (
 // adopted) it or an earlier agent process did.
 type bootstrapper struct {
 	path        string
+	pathErr     error  // why there is no default path (DefaultBootstrapperPath), when path is ""
 	logPath     string // Bootstrapper's stdout and stderr, truncated at each start
 	product     product
 	productName string
@@ -82,9 +83,12 @@ type procExit struct {
 // finish (timeout: lync.ErrUnavailable, with what it printed), or that the caller stopped
 // waiting for (ctx: the run goes on; running finds it).
 func (bs *bootstrapper) run(ctx context.Context) (lync.BootstrapResult, error) {
+	if bs.pathErr != nil {
+		return lync.BootstrapResult{}, fmt.Errorf("Bootstrapper.exe of %s (%s): %w", bs.product.name, bs.productName, bs.pathErr)
+	}
 	if _, err := os.Stat(bs.path); err != nil {
-		return lync.BootstrapResult{}, fmt.Errorf("Bootstrapper.exe of %s (%s) not found at %s: %w",
-			bs.product.name, bs.productName, bs.path, err)
+		return lync.BootstrapResult{}, fmt.Errorf("Bootstrapper.exe of %s (%s) not found at %s (set lync-agent's --bootstrapper to "+
+			"where it is installed): %w", bs.product.name, bs.productName, bs.path, err)
 	}
 	bs.mu.Lock()
 	r, err := bs.startLocked()
@@ -117,7 +121,7 @@ func (bs *bootstrapper) startLocked() (*bootRun, error) {
 	out.Close() // the run has its own handle
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) || strings.Contains(strings.ToLower(err.Error()), "elevation") {
-			return nil, fmt.Errorf("starting %s: %w: %w (run lync-agent as local Administrator)", bs.path, err, lync.ErrPermission)
+			return nil, fmt.Errorf("starting %s: %w: %w (%s)", bs.path, err, lync.ErrPermission, PermissionHintBootstrapper)
 		}
 		return nil, fmt.Errorf("starting %s: %w", bs.path, err)
 	}
@@ -234,7 +238,9 @@ func (bs *bootstrapper) judge(r *bootRun, x procExit, timedOut bool) (lync.Boots
 			r.pid, lync.ErrUnavailable)
 	}
 	res.ExitCode = x.code
-	res.Succeeded = x.code == 0
+	// 3010 and 1641 are Windows Installer's successes that need a restart: a run that asks for
+	// one did what it could (Backend.verify then checks its effect).
+	res.Succeeded = x.code == 0 || x.code == exitRebootRequired || x.code == exitRebootInitiated
 	res.RebootRequired = rebootRequired(x.code, output)
 	bs.log.Info("Bootstrapper.exe finished", "pid", r.pid, "adopted", r.adopted, "exitCode", res.ExitCode,
 		"succeeded", res.Succeeded, "rebootRequired", res.RebootRequired)

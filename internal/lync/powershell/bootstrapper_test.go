@@ -27,7 +27,7 @@ func TestBootstrap(t *testing.T) {
 	}{
 		{"ok", 0, true, false, "Bootstrapper completed successfully."},
 		{"fail", 1, false, false, "Cannot read the topology from the Central Management Store."},
-		{"reboot-code", 3010, false, true, "SQL Server 2012 Native Client"},
+		{"reboot-code", 3010, true, true, "SQL Server 2012 Native Client"},
 		{"reboot-text", 0, true, true, "A restart is required"},
 	}
 	for _, c := range cases {
@@ -280,6 +280,7 @@ type fakeProcs struct {
 	started *fakeProc
 	output  string
 	starts  atomic.Int32
+	booted  time.Time // bootTime's answer; zero: an error
 }
 
 type fakeProc struct {
@@ -313,6 +314,13 @@ func (f *fakeProcs) find(string) (proc, bool, error) {
 	}
 }
 
+func (f *fakeProcs) bootTime() (time.Time, error) {
+	if f.booted.IsZero() {
+		return time.Time{}, errors.New("no boot time here")
+	}
+	return f.booted, nil
+}
+
 func (p *fakeProc) pid() int { return 4242 }
 func (p *fakeProc) wait() (int, bool, error) {
 	<-p.ended
@@ -341,7 +349,7 @@ func TestRunOfAnEarlierAgentIsJudgedAsBootstrapDoes(t *testing.T) {
 	}
 	close(fake.orphan.ended)
 	res, err := wait(bg)
-	want := lync.BootstrapResult{ExitCode: 3010, RebootRequired: true, BackupPool: "pool02.contoso.com",
+	want := lync.BootstrapResult{ExitCode: 3010, Succeeded: true, RebootRequired: true, BackupPool: "pool02.contoso.com",
 		LogTail: "Installing Windows Fabric...\nA restart is required to complete the installation."}
 	if err != nil || !reflect.DeepEqual(res, want) {
 		t.Errorf("wait = %+v, %v\nwant %+v", res, err, want)
@@ -384,8 +392,8 @@ func TestBootstrapperMissing(t *testing.T) {
 	b, _ := newTestBackend(t, protocol.ProductSfB2019, func(o *Options) { o.BootstrapperPath = "/nonexistent/Deployment/Bootstrapper.exe" })
 	_, err := b.Bootstrap(bg)
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "/nonexistent/Deployment/Bootstrapper.exe") ||
-		!strings.Contains(err.Error(), "Skype for Business Server 2019") {
-		t.Errorf("err = %v, want not-exist naming the path and product", err)
+		!strings.Contains(err.Error(), "Skype for Business Server 2019") || !strings.Contains(err.Error(), "--bootstrapper") {
+		t.Errorf("err = %v, want not-exist naming the path, the product and how to set it", err)
 	}
 }
 
@@ -398,8 +406,8 @@ func TestBootstrapRebootSignals(t *testing.T) {
 		output            string
 		succeeded, reboot bool
 	}{
-		{"3010 ERROR_SUCCESS_REBOOT_REQUIRED", 3010, "Installing Microsoft SQL Server 2012 Native Client...\r\n", false, true},
-		{"1641 ERROR_SUCCESS_REBOOT_INITIATED", 1641, "Installing Windows Fabric...\r\n", false, true},
+		{"3010 ERROR_SUCCESS_REBOOT_REQUIRED", 3010, "Installing Microsoft SQL Server 2012 Native Client...\r\n", true, true},
+		{"1641 ERROR_SUCCESS_REBOOT_INITIATED", 1641, "Installing Windows Fabric...\r\n", true, true},
 		{"0 saying a restart is required", 0, "Installing Windows Fabric...\r\nA restart is required to complete the installation.\r\n", true, true},
 		{"0 saying a reboot is pending", 0, "Reboot pending: yes\r\nBootstrapper completed successfully.\r\n", true, true},
 		{"0 saying none is needed", 0, "No restart is required.\r\nBootstrapper completed successfully.\r\n", true, false},

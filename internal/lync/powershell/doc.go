@@ -8,7 +8,9 @@
 // processes (-NoLogo -NoProfile -NonInteractive -ExecutionPolicy Bypass -Command -), each started
 // on its first call and replaced when it dies, times out or fails to start. There are two: the
 // read host serves Identity, Pool, BackupStatus and BackupService; the write host PairPools,
-// Unpair, SyncBackup and StartBackupService. Each host runs one call at a time, so a read never
+// Unpair, SyncBackup, StartBackupService and RestartBackupService. (BootTime asks the OS through
+// procs: GetTickCount64 on Windows, /proc/stat's btime elsewhere.) Each host runs one call at a
+// time, so a read never
 // waits behind a topology write or a forced sync (minutes: past the operator's 5 s read timeout,
 // which would show the agent as unreachable), and writes still run one after the other.
 // Start-up cost: two processes, each importing the module once (the write host on the first
@@ -24,7 +26,9 @@
 //	<- <<LYNCAGENT>>{"id":7,"ok":false,"error":{"type":"...","message":"...","category":"...",...}}
 //
 // Parameters only ever travel as JSON data (ConvertFrom-Json); no value is spliced into script
-// text. Lines without the marker (warnings, banners) are logged at debug and ignored. A caller
+// text. A request line is printable ASCII (DEL and non-ASCII escaped); text that is not UTF-8 is
+// refused rather than sent changed (FuzzEncodeRequest). Every script is Windows PowerShell 3.0,
+// which Lync Server 2013 runs: ps3_test.go fails on what later versions added. Lines without the marker (warnings, banners) are logged at debug and ignored. A caller
 // that gives up (ctx) leaves the host running and its late reply is discarded by id; a call that
 // exceeds CallTimeout kills the host, which is then in an unknown state.
 //
@@ -36,11 +40,43 @@
 // usable id but a broken envelope fails its call; a reply line without one (cut short, say) is
 // named in the error of the call that then loses its host or times out.
 //
-// Errors: permission failures wrap lync.ErrPermission (with PermissionHint), unknown pools and
-// computers lync.ErrNotFound, a host that cannot start, load its module or answer
-// lync.ErrUnavailable; other cmdlet failures are a *CmdletError carrying the cmdlet's message.
+// Errors: permission failures wrap lync.ErrPermission, with a hint naming what the step needs
+// (PermissionHint: RTCUniversalServerAdmins; PermissionHintService: also local Administrator, to
+// stop and start LYNCBACKUP; PermissionHintTopology: setup permissions for Enable-CsTopology,
+// Domain Admins or Grant-CsSetupPermission -ComputerOU; PermissionHintBootstrapper: local
+// Administrator); unknown pools and computers lync.ErrNotFound; a host that cannot start, load
+// its module or answer lync.ErrUnavailable; other cmdlet failures are a *CmdletError carrying the
+// cmdlet's message. Get-CsPoolBackupRelationship is caught inside the script: no answer ($null) is
+// an unpaired pool; its failure, or an answer without one of RelationshipPoolProperties, is a
+// *RelationshipError naming the cmdlet (never lync.ErrNotFound, never "unpaired").
+//
+// # Where each fact comes from
+//
+//   - Backup pool: Get-CsPoolBackupRelationship (RelationshipPoolProperties).
+//   - Edition: the published topology document (Get-CsTopology -AsXml, read at most once a
+//     minute): Standard Edition when the pool's UserStore service is installed on a SQL Server
+//     instance of the pool's own cluster. A pool the document lacks falls back to Get-CsPool's
+//     services (UserDatabase:<pool fqdn>), with its version unknown (PairPools then refuses).
+//   - Version: for this server's own pool, Get-CsServerVersion (ServerVersionProduct); for the
+//     others, the ServiceVersion of the pool's Registrar service in the topology document
+//     (ServiceVersionProducts).
+//   - CMS: Get-CsService -CentralManagement's active entry (Pool.CMSPool, Pool.HostsCMS).
+//   - Sync interval: Get-CsBackupServiceConfiguration -Identity global's SyncInterval (the
+//     reference: one global collection of settings); 0 when it cannot be read.
+//   - LYNCBACKUP's start: Win32_Service's ProcessId, then that process's StartTime.
 //
 // # Bootstrapper.exe
+//
+// Its path is DefaultBootstrapperPath (<Program Files>\<product>\Deployment\Bootstrapper.exe, from
+// the environment), unless Options.BootstrapperPath (--bootstrapper) says otherwise; not finding it
+// names the path tried and the flag. A run is judged by its exit code (0 succeeded; 3010 and 1641,
+// Windows Installer's successes that need a restart, succeeded with RebootRequired, as does output
+// asking for a restart) and then by its effect: when the topology names a backup pool for this
+// server's pool and LYNCBACKUP is not installed, the run has not succeeded, and its LogTail ends
+// saying so. After a complete run (succeeded, no restart pending) on Skype for Business Server,
+// NextSteps holds the administrator's step 9 of "Deploy paired Front End pools for disaster
+// recovery in Skype for Business Server": re-apply the installed cumulative update
+// (SkypeServerUpdateInstaller.exe). Lync Server 2013 has no such step.
 //
 // A run is a process of its own that outlives the agent. Its output goes to a file
 // (Options.BootstrapLog), not to a pipe that would break when the agent exits. When the ctx of
@@ -49,7 +85,7 @@
 // lync.ErrConflict, and starts nothing, while this process's run goes on or while the OS lists a
 // process of the Bootstrapper image (a run an earlier agent started). RunningBootstrap hands such
 // a run to the agent, which waits for it; it is judged as Bootstrap judges its own (exit code,
-// the log file's tail, then the backup pool read from the topology).
+// the log file's tail, then its effect).
 //
 // The OS part is the procs interface (procs_windows.go, procs_other.go); tests set a fake on the
 // bootstrapper. On Windows a run is created suspended (windows.CreateProcess; os/exec cannot),
@@ -65,15 +101,37 @@
 // can read an exit code there, so waiting for such a run ends in lync.ErrUnavailable (retryable:
 // Bootstrapper is safe to run again).
 //
+// # Unpair
+//
+// Unpair follows "Front End pool ABC failover procedure in Lync Server 2013": it removes the
+// association both ways (the pairing seam below) and enables the topology, then runs
+// Remove-CsUserStoreBackupData -PoolFqdn for each of the two pools (step 21), after the
+// association is gone, since the reference defines the data it removes as that of a pool no
+// longer paired. It does not restart LYNCBACKUP (step 24: RestartBackupService, on every Front End
+// server of both pools), run Bootstrapper, nor touch conference content or a standby CMS.
+//
 // # UNVERIFIED seams (need a lab check; each is marked in the code)
 //
 //   - Pairing: PairPools/Unpair use Set-CsRegistrar -BackupRegistrar both ways plus
 //     Enable-CsTopology (PairingMechanismVerified = false; Invoke-AgentPairPools/Invoke-AgentUnpair).
-//   - Get-CsPoolBackupRelationship's property name (BackupPoolFqdn) and its answer for an unpaired pool.
-//   - Edition: Standard when the pool lists UserDatabase:<pool fqdn> among its services (editionOf).
-//   - Version: the Registrar service's Version and its numbering (versionName).
-//   - CMS: Get-CsService -CentralManagement's Active property (hostsCMS).
-//   - Bootstrapper: reboot-required exit codes 3010/1641 and wording (rebootText).
+//   - Get-CsPoolBackupRelationship: the property that holds the backup pool
+//     (RelationshipPoolProperties: BackupPoolFqdn), and that an unpaired pool answers $null or an
+//     empty value rather than throwing (a throw is a RelationshipError, so on a server where the
+//     cmdlet throws for unpaired pools nothing can be paired until that is known).
+//   - The topology document: that Get-CsTopology -AsXml has Topology/Clusters/Cluster[@Fqdn] with
+//     ClusterId, and Topology/Services/Service with ServiceId/@RoleName, @ServiceVersion and
+//     InstalledOn (ClusterId, or SqlInstanceId/ClusterId) as in the Skype for Business Server 2019
+//     documents seen; ServiceVersion 6 for Lync Server 2013 and 5 for 2010
+//     (ServiceVersionProducts); and the UserStore rule for Standard Edition on Lync Server 2013.
+//   - Get-CsServerVersion: its wording and version numbers beyond the reference's example
+//     (ServerVersionProduct).
+//   - CMS: Get-CsService -CentralManagement's Active property (cmsPool).
+//   - Bootstrapper: reboot-required exit codes 3010/1641 and wording (rebootText), and that a run
+//     which sets a pairing up installs LYNCBACKUP.
+//   - LYNCBACKUP runs in a process of its own (its process's start time is the service's).
+//   - Remove-CsUserStoreBackupData run right after Enable-CsTopology finds the other pool's data
+//     outdated (a later Unpair runs it again).
+//   - SyncInterval read from the global collection only (the reference allows no other).
 //   - Windows PowerShell reading the request lines with [Console]::In after -Command - read the
 //     loader line from the same stdin (tested here only against a fake PowerShell).
 //   - Two hosts: the memory and start-up of a second powershell.exe with the module loaded on a

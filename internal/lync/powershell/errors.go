@@ -8,9 +8,38 @@ import (
 	"github.com/lync-dr/poolpair-operator/internal/lync"
 )
 
-// PermissionHint is appended to permission errors: it tells the administrator what to fix.
-const PermissionHint = "the account running lync-agent needs membership of RTCUniversalServerAdmins " +
-	"(topology and backup service cmdlets) and local Administrator rights on this server (Bootstrapper.exe)"
+// Permission hints, appended to a permission error: each names what the step that failed needs.
+const (
+	// PermissionHint is for reads and the Backup Service cmdlets (Get-CsPool, Get-CsTopology,
+	// Get-CsBackupServiceStatus, Invoke-CsBackupServiceSync): "Configuring and monitoring the Backup
+	// Service in Lync Server 2013" makes RTCUniversalServerAdmins the only group that may run
+	// Get-CsBackupServiceStatus by default.
+	PermissionHint = "the account running lync-agent needs membership of RTCUniversalServerAdmins " +
+		"(Lync's topology reads and the Backup Service cmdlets; without it they fail with a WCF access error)"
+	// PermissionHintService is for stopping and starting LYNCBACKUP on this server.
+	PermissionHintService = "the account running lync-agent needs membership of RTCUniversalServerAdmins and local " +
+		"Administrator rights on this server to stop and start LYNCBACKUP (Stop-CsWindowsService, Start-CsWindowsService)"
+	// PermissionHintTopology is for the topology writes (PairPools, Unpair): Enable-CsTopology needs
+	// setup permissions, which domain preparation does not give RTCUniversalServerAdmins
+	// (Grant-CsSetupPermission's reference).
+	PermissionHintTopology = "the account running lync-agent needs membership of RTCUniversalServerAdmins and setup " +
+		"permissions to enable the topology (Enable-CsTopology): membership of Domain Admins, or the rights that " +
+		"Grant-CsSetupPermission -ComputerOU \"<OU of the Lync servers' computer accounts>\" gives RTCUniversalServerAdmins " +
+		"(run once for each OU that holds Lync Server computers)"
+	// PermissionHintBootstrapper is for running Bootstrapper.exe.
+	PermissionHintBootstrapper = "lync-agent must run with local Administrator rights on this server to run Bootstrapper.exe"
+)
+
+// permissionHint is the hint for a permission failure of op.
+func permissionHint(op string) string {
+	switch op {
+	case opPairPools, opUnpair:
+		return PermissionHintTopology
+	case opStartBackupService, opRestartBackupService:
+		return PermissionHintService
+	}
+	return PermissionHint
+}
 
 // CmdletError is a failure the PowerShell host reported for one operation: the exception thrown by
 // a cmdlet, as the host's catch block saw it. Kind is lync.ErrPermission, lync.ErrNotFound,
@@ -32,12 +61,57 @@ func (e *CmdletError) Error() string {
 	}
 	s := fmt.Sprintf("powershell %s: %s", e.Op, msg)
 	if e.Kind == lync.ErrPermission {
-		s += " (" + PermissionHint + ")"
+		s += " (" + permissionHint(e.Op) + ")"
 	}
 	return s
 }
 
 func (e *CmdletError) Unwrap() error { return e.Kind }
+
+// RelationshipError is a failure of Get-CsPoolBackupRelationship, or an answer it gave that names no
+// backup pool the backend can read: whether the pool is paired is unknown. It is never
+// lync.ErrNotFound (the pool is in the topology: Get-CsPool found it) and never read as "unpaired".
+// Err is the cmdlet's failure (with its Kind: permission, unavailable or none), or nil for an
+// answer of an unknown shape.
+type RelationshipError struct {
+	Op      string // the agent operation, e.g. "GetPool"
+	Pool    string
+	Problem string // what was wrong, when Err is nil
+	Err     *CmdletError
+}
+
+func (e *RelationshipError) Error() string {
+	s := fmt.Sprintf("powershell %s: Get-CsPoolBackupRelationship -PoolFqdn %s ", e.Op, e.Pool)
+	if e.Err == nil {
+		return s + e.Problem + "; whether the pool is paired is unknown"
+	}
+	msg := e.Err.Message
+	if msg == "" {
+		msg = e.Err.Type
+	}
+	s += "failed, so whether the pool is paired is unknown: " + msg
+	if e.Err.Kind == lync.ErrPermission {
+		s += " (" + PermissionHint + ")"
+	}
+	return s
+}
+
+func (e *RelationshipError) Unwrap() error {
+	if e.Err == nil {
+		return nil
+	}
+	return e.Err
+}
+
+// relationshipFailure is the error for Get-CsPoolBackupRelationship's failure in op: classified
+// like any cmdlet's, except that "not found" does not mean the pool is not in the topology.
+func relationshipFailure(op, pool string, we *wireError) error {
+	ce := classify(op, we)
+	if ce.Kind == lync.ErrNotFound {
+		ce.Kind = nil
+	}
+	return &RelationshipError{Op: op, Pool: pool, Err: ce}
+}
 
 // wireError is the error object of a reply line (ConvertTo-AgentError in scripts.go).
 type wireError struct {

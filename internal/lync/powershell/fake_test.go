@@ -48,8 +48,15 @@ const (
 	envDelayOn    = "FAKE_PWSH_DELAY_ON"    // op=duration: answer op late (a slow write: SyncBackup=60s)
 	envNoise      = "FAKE_PWSH_NOISE"       // 1: banners, warnings, junk marker lines, stale replies, a huge line
 	envLyncBackup = "FAKE_PWSH_LYNCBACKUP"  // Running (default), Stopped, absent
-	envState      = "FAKE_STATE"            // file holding the fake deployment's state
-	envGolden     = "FAKE_PWSH_GOLDEN"      // directory of the reviewed scripts (testdata, absolute)
+	// envRelationship is pool=mode[,...]: how Get-CsPoolBackupRelationship answers for the pool.
+	// Default: a paired pool an object with BackupPoolFqdn, an unpaired one $null. empty: an object
+	// with an empty BackupPoolFqdn when unpaired; throw: the cmdlet fails ("Cannot find ..."),
+	// paired or not; prop:NAME: the backup pool is in property NAME; string: the answer is the FQDN.
+	envRelationship  = "FAKE_PWSH_RELATIONSHIP"
+	envServerVersion = "FAKE_PWSH_SERVER_VERSION" // Get-CsServerVersion's answer (default: the product's)
+	envSyncInterval  = "FAKE_PWSH_SYNC_INTERVAL"  // SyncInterval in seconds (default 120), or error
+	envState         = "FAKE_STATE"               // file holding the fake deployment's state
+	envGolden        = "FAKE_PWSH_GOLDEN"         // directory of the reviewed scripts (testdata, absolute)
 	// envFault is op=kind[/n][,...]: the first n requests of op (all, without /n; counted across
 	// host processes) get the fault kind instead of their normal reply (see fakeHost.serve).
 	envFault = "FAKE_PWSH_FAULT"
@@ -59,6 +66,9 @@ const (
 	envBootMode = "FAKE_BOOTSTRAPPER_MODE"
 	envBootExit = "FAKE_BOOTSTRAPPER_EXIT"    // mode wait: the exit code (default 0)
 	envBootGo   = "FAKE_BOOTSTRAPPER_RELEASE" // mode wait: the run ends once this file exists
+	// envBootInstalls 1: a run installs LYNCBACKUP (absent becomes Stopped in FAKE_STATE), as a real
+	// run does for a pool that has a backup pool.
+	envBootInstalls = "FAKE_BOOTSTRAPPER_INSTALLS"
 	// fakeMaxRun bounds every fake Bootstrapper and installer, so none outlives a failed test long.
 	fakeMaxRun = 2 * time.Minute
 )
@@ -78,14 +88,17 @@ var (
 		protocol.ProductSfB2015:  "SkypeForBusiness",
 		protocol.ProductSfB2019:  "SkypeForBusiness",
 	}
-	wantOps   = []string{"Identity", "GetPool", "GetBackupStatus", "GetBackupService", "StartBackupService", "SyncBackup", "PairPools", "Unpair"}
+	wantOps = []string{"Identity", "GetPool", "GetBackupStatus", "GetBackupService", "StartBackupService", "RestartBackupService",
+		"SyncBackup", "PairPools", "Unpair", "RemoveUserStoreBackupData"}
 	wantArgs  = []string{"-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-Command", "-"}
 	testExe   string
 	quietLogs = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(envFake) == "1" {
+	// A fuzzing worker (go test -fuzz) is this binary started by the test process too, with its
+	// environment: it runs the tests, not a fake.
+	if os.Getenv(envFake) == "1" && !slices.ContainsFunc(os.Args[1:], func(a string) bool { return strings.HasPrefix(a, "-test.fuzzworker") }) {
 		if slices.Contains(os.Args[1:], "-NonInteractive") {
 			os.Exit(fakePowerShell())
 		}
@@ -130,6 +143,23 @@ type fakeHost struct {
 type fakeState struct {
 	Backup     map[string]string `json:"backup"`
 	LyncBackup string            `json:"lyncBackup"`
+	// Started is when the running LYNCBACKUP's process started (RFC 3339).
+	Started string `json:"started"`
+	// Removed counts Remove-CsUserStoreBackupData runs per pool.
+	Removed map[string]int `json:"removed"`
+}
+
+// fakeServiceStarted is when LYNCBACKUP's process started, until the fake starts it again.
+const fakeServiceStarted = "2024-05-01T08:00:00.1234567Z"
+
+// newFakeState is the deployment before any cmdlet changed it: pool03 and pool04 paired.
+func newFakeState() fakeState {
+	return fakeState{
+		Backup:     map[string]string{"pool03.contoso.com": "pool04.contoso.com", "pool04.contoso.com": "pool03.contoso.com"},
+		LyncBackup: envOr(envLyncBackup, "Running"),
+		Started:    fakeServiceStarted,
+		Removed:    map[string]int{},
+	}
 }
 
 // load reads the shared state, if there is one yet; save replaces it atomically (rename).
@@ -137,6 +167,12 @@ func (f *fakeHost) load() {
 	if b, err := os.ReadFile(os.Getenv(envState)); err == nil {
 		var st fakeState
 		if json.Unmarshal(b, &st) == nil {
+			if st.Backup == nil {
+				st.Backup = map[string]string{}
+			}
+			if st.Removed == nil {
+				st.Removed = map[string]int{}
+			}
 			f.state = st
 		}
 	}
@@ -158,10 +194,7 @@ func fakePowerShell() int {
 	logEvent("start %d", os.Getpid())
 	f := &fakeHost{
 		out: bufio.NewWriter(os.Stdout), product: os.Getenv(envProduct), noisy: os.Getenv(envNoise) == "1",
-		state: fakeState{
-			Backup:     map[string]string{"pool03.contoso.com": "pool04.contoso.com", "pool04.contoso.com": "pool03.contoso.com"},
-			LyncBackup: envOr(envLyncBackup, "Running"),
-		},
+		state:    newFakeState(),
 		faults:   parsePairs(os.Getenv(envFault)),
 		encoding: os.Getenv(envEncoding),
 	}
@@ -263,7 +296,7 @@ func (f *fakeHost) serve(line string, errorOn, delayOn map[string]string) {
 	} else {
 		result, werr = f.answer(req.Op, p)
 	}
-	if (werr == nil || fault == "half") && (req.Op == "PairPools" || req.Op == "Unpair" || req.Op == "StartBackupService") {
+	if (werr == nil || fault == "half") && slices.Contains([]string{"PairPools", "Unpair", "StartBackupService", "RestartBackupService", "RemoveUserStoreBackupData"}, req.Op) {
 		f.save()
 	}
 	if fault == "apply-then-die" { // the write happened; its reply is lost with the process
@@ -433,6 +466,66 @@ var fakePools = map[string]map[string]any{
 	"pool04.contoso.com": {"fqdn": "pool04.contoso.com", "site": "Site:AMER", "computers": []string{"fe06.contoso.com"}, "services": []string{"Registrar:pool04.contoso.com"}},
 	// Text beyond ASCII, and beyond the Basic Multilingual Plane (a surrogate pair in UTF-16).
 	"pool05.contoso.com": {"fqdn": "pool05.contoso.com", "site": "Site:Zürich 🐙", "computers": []string{"fe07.contoso.com"}, "services": []string{"Registrar:pool05.contoso.com"}},
+	// A Lync Server 2010 pool (ServiceVersion 5 in the topology document).
+	"pool06.contoso.com": {"fqdn": "pool06.contoso.com", "site": "Site:AMER", "computers": []string{"fe08.contoso.com"}, "services": []string{"Registrar:pool06.contoso.com"}},
+	// A pool Get-CsPool knows and the topology document's <Cluster> elements do not.
+	"pool07.contoso.com": {"fqdn": "pool07.contoso.com", "site": "Site:AMER", "computers": []string{"fe09.contoso.com"}, "services": []string{"Registrar:pool07.contoso.com"}},
+}
+
+// fakeServerVersions are Get-CsServerVersion's answers. UNVERIFIED wording, as in assumptions.go.
+var fakeServerVersions = map[string]string{
+	protocol.ProductLync2013: "Lync Server 2013 (5.0.8308.0): Volume license key installed.",
+	protocol.ProductSfB2015:  "Skype for Business Server 2015 (6.0.9319.0): Volume license key installed.",
+	protocol.ProductSfB2019:  "Skype for Business Server 2019 (7.0.2046.0): Volume license key installed.",
+}
+
+// topology is what Get-AgentTopologyFacts reads for the pool in the topology document: Registrar
+// and UserServices on the pool's cluster at the product's ServiceVersion (pool06: 5), and for the
+// Standard Edition server se01 its UserStore on its own SQL Server instance.
+func (f *fakeHost) topology(fqdn string) map[string]any {
+	fqdn = strings.ToLower(fqdn)
+	if fqdn == "pool07.contoso.com" {
+		return map[string]any{"found": false, "attributes": map[string]any{}, "services": []map[string]any{}}
+	}
+	version := map[string]string{protocol.ProductLync2013: "6", protocol.ProductSfB2015: "7", protocol.ProductSfB2019: "8"}[f.product]
+	if fqdn == "pool06.contoso.com" {
+		version = "5"
+	}
+	services := []map[string]any{
+		{"role": "Registrar", "serviceVersion": version, "roleVersion": "2", "on": "cluster"},
+		{"role": "UserServices", "serviceVersion": version, "roleVersion": "2", "on": "cluster"},
+		{"role": "WebServices", "serviceVersion": version, "roleVersion": "1", "on": "cluster"},
+	}
+	if fqdn == "se01.contoso.com" {
+		services = append(services, map[string]any{"role": "UserStore", "serviceVersion": version, "roleVersion": "1", "on": "sql"})
+	}
+	return map[string]any{
+		"found":      true,
+		"attributes": map[string]any{"RequiresReplication": "true", "RequiresSetup": "true", "Fqdn": fqdn},
+		"services":   services,
+	}
+}
+
+// relationship is what Get-AgentRelationship makes of Get-CsPoolBackupRelationship (envRelationship).
+func (f *fakeHost) relationship(fqdn string) map[string]any {
+	fqdn = strings.ToLower(fqdn)
+	backup := f.state.Backup[fqdn]
+	answers := []map[string]any{}
+	switch mode := parsePairs(os.Getenv(envRelationship))[fqdn]; {
+	case mode == "throw":
+		return map[string]any{"answers": answers, "error": &wireError{
+			Type: "Microsoft.Rtc.Management.Hadr.BackupServiceException", Message: `Cannot find a backup relationship for pool "` + fqdn + `".`,
+			Category: "ObjectNotFound"}}
+	case mode == "string":
+		if backup != "" {
+			answers = append(answers, map[string]any{"(string)": backup})
+		}
+	case strings.HasPrefix(mode, "prop:"):
+		answers = append(answers, map[string]any{"PoolFqdn": fqdn, strings.TrimPrefix(mode, "prop:"): backup})
+	case mode == "empty" || backup != "":
+		answers = append(answers, map[string]any{"PoolFqdn": fqdn, "BackupPoolFqdn": backup})
+	}
+	return map[string]any{"answers": answers, "error": nil}
 }
 
 var fakeComputers = map[string]string{
@@ -463,9 +556,10 @@ func (f *fakeHost) answer(op string, p map[string]any) (any, *wireError) {
 		for k, v := range pool {
 			res[k] = v
 		}
-		res["registrarVersion"] = map[string]any{protocol.ProductLync2013: 6, protocol.ProductSfB2015: 7, protocol.ProductSfB2019: "8"}[f.product]
-		res["backupPoolFqdn"] = f.state.Backup[strings.ToLower(fqdn)]
 		res["cms"] = []map[string]any{{"poolFqdn": "pool01.contoso.com", "active": true}, {"poolFqdn": "pool02.contoso.com", "active": false}}
+		res["relationship"] = f.relationship(fqdn)
+		res["topology"] = f.topology(fqdn)
+		res["serverVersion"] = envOr(envServerVersion, fakeServerVersions[f.product])
 		return res, nil
 	case "GetBackupStatus":
 		fqdn := strings.ToLower(str("fqdn"))
@@ -476,21 +570,48 @@ func (f *fakeHost) answer(op string, p map[string]any) (any, *wireError) {
 		if fqdn != "pool01.contoso.com" {
 			cms = "NotInitialized" // not the CMS pool
 		}
-		return map[string]any{"poolFqdn": fqdn, "backupPoolFqdn": f.state.Backup[fqdn], "modules": []map[string]any{
+		interval, intervalErr := 120, ""
+		if v := os.Getenv(envSyncInterval); v == "error" {
+			interval, intervalErr = 0, "Access is denied."
+		} else if n, err := strconv.Atoi(v); err == nil {
+			interval = n
+		}
+		return map[string]any{"poolFqdn": fqdn, "relationship": f.relationship(fqdn), "modules": []map[string]any{
 			{"identity": "UserServices.PresenceFocus", "exportStatus": "FinalState", "importStatus": "NormalState"},
 			{"identity": "ConfServices.DataConf", "exportStatus": "NonSteadyState", "importStatus": "NormalState"},
 			{"identity": "CentralMgmt.CMSMaster", "exportStatus": cms, "importStatus": "NormalState"},
-		}}, nil
+		}, "syncIntervalSeconds": interval, "syncIntervalError": intervalErr}, nil
 	case "GetBackupService":
 		if f.state.LyncBackup == "absent" {
-			return map[string]any{"installed": false, "status": ""}, nil
+			return map[string]any{"installed": false, "status": "", "started": ""}, nil
 		}
-		return map[string]any{"installed": true, "status": f.state.LyncBackup}, nil
+		started := ""
+		if f.state.LyncBackup == "Running" {
+			started = f.state.Started
+		}
+		return map[string]any{"installed": true, "status": f.state.LyncBackup, "started": started}, nil
 	case "StartBackupService":
 		if f.state.LyncBackup == "absent" {
 			return nil, &wireError{Type: "System.InvalidOperationException", Message: "Cannot find any service with service name 'LYNCBACKUP'."}
 		}
+		if f.state.LyncBackup != "Running" {
+			f.state.Started = time.Now().UTC().Format(time.RFC3339Nano)
+		}
 		f.state.LyncBackup = "Running"
+		return nil, nil
+	case "RestartBackupService":
+		if f.state.LyncBackup == "absent" {
+			return nil, notFound("Cannot find any service with service name 'LYNCBACKUP'.")
+		}
+		before := f.state.LyncBackup
+		f.state.LyncBackup, f.state.Started = "Running", time.Now().UTC().Format(time.RFC3339Nano)
+		return map[string]any{"before": before, "stopped": before != "Stopped"}, nil
+	case "RemoveUserStoreBackupData":
+		fqdn := strings.ToLower(str("poolFqdn"))
+		if _, ok := fakePools[fqdn]; !ok {
+			return nil, notFound(`Cannot find pool "` + fqdn + `".`)
+		}
+		f.state.Removed[fqdn]++
 		return nil, nil
 	case "SyncBackup":
 		fqdn := strings.ToLower(str("poolFqdn"))
@@ -653,6 +774,15 @@ func fakeBootstrapper() int {
 	logEvent("bootstrapper args=%d", len(os.Args)-1)
 	logEvent("bootstrapper-pid %d", os.Getpid())
 	code := fakeBootstrapperRun()
+	if os.Getenv(envBootInstalls) == "1" {
+		h := &fakeHost{state: newFakeState()}
+		h.load()
+		if h.state.LyncBackup == "absent" {
+			h.state.LyncBackup = "Stopped"
+			h.save()
+			logEvent("bootstrapper-installed LYNCBACKUP")
+		}
+	}
 	logEvent("bootstrapper-exit %d", code)
 	return code
 }

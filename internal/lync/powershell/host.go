@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -500,11 +501,20 @@ func (h *host) exitSummary() string {
 	return s
 }
 
-// encodeRequest is one request line: JSON, ASCII only (non-ASCII escaped) so the console's input
-// code page cannot alter it, ending in a newline.
+// encodeRequest is one request line: JSON in printable ASCII only (DEL and non-ASCII escaped, as
+// json.Marshal escapes the other control characters) so the console's input code page cannot
+// alter it, ending in a newline. Text that is not UTF-8 is refused, not replaced.
 func encodeRequest(id int64, op string, params any) ([]byte, error) {
 	if params == nil {
 		params = struct{}{}
+	}
+	// json.Marshal turns bytes that are not UTF-8 into U+FFFD: the host would act on other values
+	// than the caller's. Refuse them instead (found by FuzzEncodeRequest).
+	if !utf8.ValidString(op) {
+		return nil, fmt.Errorf("operation %q is not valid UTF-8", op)
+	}
+	if err := validUTF8(reflect.ValueOf(params), "params"); err != nil {
+		return nil, err
 	}
 	b, err := json.Marshal(struct {
 		ID     int64  `json:"id"`
@@ -517,7 +527,7 @@ func encodeRequest(id int64, op string, params any) ([]byte, error) {
 	var out bytes.Buffer
 	for _, r := range string(b) {
 		switch {
-		case r < utf8.RuneSelf:
+		case r < 0x7f: // json.Marshal has escaped the control characters below 0x20
 			out.WriteByte(byte(r))
 		case r > 0xFFFF:
 			r -= 0x10000
@@ -528,6 +538,46 @@ func encodeRequest(id int64, op string, params any) ([]byte, error) {
 	}
 	out.WriteByte('\n')
 	return out.Bytes(), nil
+}
+
+// validUTF8 says which string in v (a value to marshal: strings, maps, slices, structs, pointers,
+// interfaces) is not valid UTF-8.
+func validUTF8(v reflect.Value, path string) error {
+	switch v.Kind() {
+	case reflect.String:
+		if !utf8.ValidString(v.String()) {
+			return fmt.Errorf("%s is not valid UTF-8: %q", path, v.String())
+		}
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			return validUTF8(v.Elem(), path)
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			if err := validUTF8(v.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		it := v.MapRange()
+		for it.Next() {
+			if err := validUTF8(it.Key(), path+" key"); err != nil {
+				return err
+			}
+			if err := validUTF8(it.Value(), fmt.Sprintf("%s[%q]", path, it.Key())); err != nil {
+				return err
+			}
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				if err := validUTF8(v.Field(i), path+"."+v.Type().Field(i).Name); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // readBoundedLine reads one line without its line ending, keeping at most limit bytes; tooLong

@@ -1,9 +1,13 @@
 package powershell
 
-import "os"
+import (
+	"os"
+	"time"
+)
 
 // procs is the OS-specific part of running Bootstrapper.exe: starting a run that outlives the
-// agent and can be killed as a whole, and finding a run an earlier agent process started.
+// agent and can be killed as a whole, and finding a run an earlier agent process started; and
+// when the OS last started (a run that asks for a restart waits for one).
 // osProcs (procs_windows.go, procs_other.go) is the real one; tests set a fake on the bootstrapper.
 type procs interface {
 	// start runs exe without arguments, stdin empty, stdout and stderr to out. The process must
@@ -13,6 +17,8 @@ type procs interface {
 	// find returns a running process, other than this one, whose image is exe; found is false
 	// when there is none. An error means it cannot tell.
 	find(exe string) (p proc, found bool, err error)
+	// bootTime is when the operating system last started.
+	bootTime() (time.Time, error)
 }
 
 // proc is one Bootstrapper.exe process.

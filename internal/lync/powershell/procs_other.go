@@ -3,8 +3,10 @@
 package powershell
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,6 +65,37 @@ func (osProcs) find(exe string) (proc, bool, error) {
 		}
 	}
 	return nil, false, nil
+}
+
+// bootTime is /proc/stat's btime: when the system booted, in seconds since the epoch. Without
+// /proc (macOS, BSD) it is an error.
+func (osProcs) bootTime() (time.Time, error) {
+	f, err := os.Open("/proc/stat")
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer f.Close()
+	return parseBtime(f)
+}
+
+// parseBtime reads the btime line of /proc/stat.
+func parseBtime(r io.Reader) (time.Time, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "btime ")
+		if !ok {
+			continue
+		}
+		secs, err := strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
+		if err != nil || secs <= 0 {
+			return time.Time{}, fmt.Errorf("/proc/stat: btime %q", rest)
+		}
+		return time.Unix(secs, 0).UTC(), nil
+	}
+	if err := sc.Err(); err != nil {
+		return time.Time{}, err
+	}
+	return time.Time{}, errors.New("/proc/stat has no btime line")
 }
 
 // childProc is a run this process started.

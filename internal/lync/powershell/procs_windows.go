@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/windows"
@@ -134,6 +135,25 @@ func (osProcs) find(exe string) (proc, bool, error) {
 		return nil, false, fmt.Errorf("listing processes: %w", err)
 	}
 	return nil, false, nil
+}
+
+// getTickCount64 is kernel32's GetTickCount64 (not wrapped by x/sys/windows): the milliseconds
+// since the system started.
+var getTickCount64 = windows.NewLazySystemDLL("kernel32.dll").NewProc("GetTickCount64")
+
+// bootTime is now minus GetTickCount64, to the second (the two reads are not simultaneous, and
+// the tick count moves in 10-16 ms steps: rounding keeps the answer stable between calls).
+func (osProcs) bootTime() (time.Time, error) {
+	if err := getTickCount64.Find(); err != nil {
+		return time.Time{}, err
+	}
+	lo, hi, _ := getTickCount64.Call()
+	ms := uint64(lo)
+	if unsafe.Sizeof(lo) == 4 { // 386: the 64-bit result comes in EDX:EAX
+		ms |= uint64(hi) << 32
+	}
+	now := time.Now()
+	return now.Add(-time.Duration(ms) * time.Millisecond).Round(time.Second).UTC(), nil
 }
 
 func imagePath(h windows.Handle) (string, error) {

@@ -52,25 +52,42 @@ func TestMalformedRepliesEndInAClearError(t *testing.T) {
 		{readPool, `result:[]`, []string{"not an object"}, nil, false},
 		{readPool, `result:"pool03.contoso.com"`, []string{"not an object"}, nil, false},
 		// Missing fields: not "unpaired", not "not installed", not "no modules", not "no pool".
-		{readPool, "missing:backupPoolFqdn", []string{`no "backupPoolFqdn"`}, nil, false},
+		{readPool, "missing:relationship", []string{`no "relationship"`}, nil, false},
+		{readPool, "missing:relationship.answers", []string{`"relationship"`, `no "answers"`}, nil, false},
+		{readPool, "missing:relationship.error", []string{`"relationship"`, `no "error"`}, nil, false},
+		// The backup pool's property is gone from Get-CsPoolBackupRelationship's answer: an
+		// answer of an unknown shape, not "unpaired".
+		{readPool, "missing:relationship.answers.0.BackupPoolFqdn", []string{"Get-CsPoolBackupRelationship", "[PoolFqdn]", "BackupPoolFqdn"}, nil, false},
+		{readPool, "missing:topology", []string{`no "topology"`}, nil, false},
+		{readPool, "missing:topology.services.0.serviceVersion", []string{`"topology"`, `no "serviceVersion"`}, nil, false},
+		{readPool, "missing:serverVersion", []string{`no "serverVersion"`}, nil, false},
 		{readPool, "missing:computers", []string{`no "computers"`}, nil, false},
 		{readPool, "missing:cms.0.active", []string{`"cms"`, `no "active"`}, nil, false},
 		{readID, "missing:poolFqdn", []string{`no "poolFqdn"`}, lync.ErrNotFound, false},
 		{readSvc, "missing:installed", []string{`no "installed"`}, nil, false},
 		{readStat, "missing:modules", []string{`no "modules"`}, nil, false},
-		{readStat, "missing:backupPoolFqdn", []string{`no "backupPoolFqdn"`}, nil, false},
+		{readStat, "missing:relationship", []string{`no "relationship"`}, nil, false},
+		{readStat, "missing:syncIntervalSeconds", []string{`no "syncIntervalSeconds"`}, nil, false},
+		{readStat, "missing:syncIntervalError", []string{`no "syncIntervalError"`}, nil, false},
+		{readSvc, "missing:started", []string{`no "started"`}, nil, false},
 		{readStat, "missing:modules.1.exportStatus", []string{`"modules"`, `no "exportStatus"`}, nil, false},
 		// Wrong types, null where the script always sends a value.
 		{readPool, "wrong:computers:42", []string{"computers"}, nil, false},
-		{readPool, "wrong:backupPoolFqdn:5", []string{"backupPoolFqdn"}, nil, false},
-		{readPool, "wrong:backupPoolFqdn:null", []string{`"backupPoolFqdn" is null`}, nil, false},
+		{readPool, "wrong:relationship:5", []string{"relationship"}, nil, false},
+		{readPool, "wrong:relationship:null", []string{`"relationship" is null`}, nil, false},
+		{readPool, "wrong:relationship.answers.0.BackupPoolFqdn:null", []string{"relationship", "answers"}, nil, false},
 		{readPool, "wrong:fqdn:{}", []string{"fqdn"}, nil, false},
-		{readPool, "wrong:registrarVersion:true", []string{"registrarVersion"}, nil, false},
-		{readPool, "wrong:registrarVersion:[6]", []string{"registrarVersion"}, nil, false},
+		{readPool, "wrong:topology:null", []string{`"topology" is null`}, nil, false},
+		{readPool, "wrong:topology.found:null", []string{`"found" is null`}, nil, false},
+		{readPool, "wrong:topology.services.0.serviceVersion:true", []string{"serviceVersion"}, nil, false},
+		{readPool, `wrong:topology.services.0.serviceVersion:"six"`, []string{"ServiceVersion", "six"}, nil, false},
+		{readPool, "wrong:serverVersion:null", []string{`"serverVersion" is null`}, nil, false},
 		{readPool, `wrong:cms.0.active:"yes"`, []string{"cms", "active"}, nil, false},
 		{readSvc, `wrong:installed:"yes"`, []string{"installed"}, nil, false},
 		{readSvc, "wrong:installed:null", []string{`"installed" is null`}, nil, false},
 		{readSvc, "wrong:status:4", []string{"status"}, nil, false},
+		{readSvc, `wrong:started:"yesterday"`, []string{"started"}, nil, false},
+		{readStat, `wrong:syncIntervalSeconds:"120"`, []string{"syncIntervalSeconds"}, nil, false},
 		{readID, "wrong:poolFqdn:12", []string{"poolFqdn"}, nil, false},
 		{readStat, `wrong:modules:"x"`, []string{"modules"}, nil, false},
 		// The envelope.
@@ -203,7 +220,7 @@ func TestErrorsThatClearOnRetry(t *testing.T) {
 	if _, err := b.BackupService(bg); err == nil {
 		t.Fatalf("BackupService with a null result succeeded")
 	}
-	if svc, err := b.BackupService(bg); err != nil || svc != (protocol.BackupService{Installed: true, Status: protocol.ServiceRunning}) {
+	if svc, err := b.BackupService(bg); err != nil || !svc.Installed || svc.Status != protocol.ServiceRunning || svc.Started == nil {
 		t.Fatalf("retried BackupService = %+v, %v", svc, err)
 	}
 	if n := log.count("start "); n != 2 {
@@ -289,7 +306,7 @@ func TestPairPoolsFailures(t *testing.T) {
 // A read during PairPools that answers without the backup pool must not pass for "unpaired": the
 // pool is paired with another, and pairing it again would overwrite that pairing.
 func TestPairPoolsRefusesOnAReplyWithoutTheBackupPool(t *testing.T) {
-	for _, fault := range []string{"null-result/1", "missing:backupPoolFqdn/1", "wrong:backupPoolFqdn:null/1"} {
+	for _, fault := range []string{"null-result/1", "missing:relationship/1", "wrong:relationship:null/1", "missing:relationship.answers.0.BackupPoolFqdn/1"} {
 		t.Run(fault, func(t *testing.T) {
 			t.Setenv(envFault, opGetPool+"="+fault)
 			b, log := newTestBackend(t, protocol.ProductLync2013, nil)
@@ -357,7 +374,7 @@ func TestUnpairFailures(t *testing.T) {
 // Reads during Unpair that answer without the backup pool must not pass for "not paired, nothing
 // to do": Unpair would report success and leave the pairing.
 func TestUnpairRefusesOnAReplyWithoutTheBackupPool(t *testing.T) {
-	for _, fault := range []string{"null-result/1", "missing:backupPoolFqdn/1", "result:{}/1"} {
+	for _, fault := range []string{"null-result/1", "missing:relationship/1", "result:{}/1", "missing:relationship.answers.0.BackupPoolFqdn/1"} {
 		t.Run(fault, func(t *testing.T) {
 			t.Setenv(envFault, opGetPool+"="+fault)
 			b, log := newTestBackend(t, protocol.ProductLync2013, nil)
@@ -417,6 +434,22 @@ func TestDecodeOutput(t *testing.T) {
 	}
 	if got, err := io.ReadAll(decodeOutput(bytes.NewReader([]byte("x")))); err != nil || string(got) != "x" {
 		t.Errorf("one byte = %q, %v", got, err)
+	}
+}
+
+func TestServiceVersionName(t *testing.T) {
+	for in, want := range map[string]string{
+		"5": "Lync Server 2010", "6": "Lync Server 2013", "7": "Skype for Business Server 2015", " 8 ": "Skype for Business Server 2019",
+		"9": "version 9",
+	} {
+		if got, err := serviceVersionName(in); err != nil || got != want {
+			t.Errorf("serviceVersionName(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "six", "6.0", "true"} {
+		if got, err := serviceVersionName(in); err == nil || !strings.Contains(err.Error(), "ServiceVersion") {
+			t.Errorf("serviceVersionName(%q) = %q, %v; want an error naming ServiceVersion", in, got, err)
+		}
 	}
 }
 

@@ -37,10 +37,13 @@ $ConfirmPreference = 'None'
 try { [Console]::OutputEncoding = New-Object System.Text.UTF8Encoding -ArgumentList $false } catch { }
 # Windows PowerShell 3-5 give arrays an ETS Count that makes ConvertTo-Json emit {"value":[...],"Count":n}.
 Remove-TypeData -TypeName System.Array -ErrorAction SilentlyContinue
+# What the host keeps between requests (the topology document); a hashtable, so that functions
+# change its entries without scope modifiers.
+$lyncAgentCache = @{}
 
 function Send-AgentReply {
     param($Reply)
-    $json = ConvertTo-Json -InputObject $Reply -Compress -Depth 6
+    $json = ConvertTo-Json -InputObject $Reply -Compress -Depth 8
     [Console]::Out.WriteLine('<<LYNCAGENT>>' + $json)
     [Console]::Out.Flush()
 }
@@ -82,13 +85,100 @@ function ConvertTo-AgentStrings {
     return ,$out.ToArray()
 }
 
-function Get-AgentBackupPool {
+# Get-AgentRelationship is Get-CsPoolBackupRelationship's answer for a pool, caught here so that
+# a failure of this cmdlet is reported as its own (never as "pool not found", never as "unpaired"):
+# every answered object's properties as strings (Go picks the backup pool by name:
+# RelationshipPoolProperties), or the error. No object ($null, nothing) is an unpaired pool.
+# UNVERIFIED: the answer's property names, and that an unpaired pool answers $null.
+function Get-AgentRelationship {
     param([string]$Fqdn)
-    # UNVERIFIED: the property name of Microsoft.Rtc.Management.Hadr.BackupService.BackupRelation
-    # (BackupPoolFqdn), and that an unpaired pool answers $null or an empty value, not an error.
-    $rel = @(Get-CsPoolBackupRelationship -PoolFqdn $Fqdn)
-    if ($rel.Count -eq 0 -or $null -eq $rel[0]) { return '' }
-    return [string]$rel[0].BackupPoolFqdn
+    try {
+        $answers = @()
+        foreach ($r in @(Get-CsPoolBackupRelationship -PoolFqdn $Fqdn)) {
+            if ($null -eq $r) { continue }
+            $props = @{}
+            if ($r -is [string]) {
+                # The reference says the cmdlet "returns the fully qualified domain name of the backup pool".
+                $props['(string)'] = $r
+            } else {
+                foreach ($pp in @($r.PSObject.Properties)) {
+                    $v = ''
+                    try { $v = [string]$pp.Value } catch { $v = '' }
+                    $props[[string]$pp.Name] = $v
+                }
+            }
+            $answers += $props
+        }
+        return @{ answers = $answers; error = $null }
+    } catch {
+        return @{ answers = @(); error = (ConvertTo-AgentError $_) }
+    }
+}
+
+# Get-AgentTopologyFacts reads the pool in the published topology document (Get-CsTopology -AsXml):
+# its <Cluster> attributes, and each <Service> installed on it, directly or on one of its SQL
+# Server instances (a Standard Edition server holds its own user store). Go decides the edition and
+# the version from them. The document is the whole deployment: it is read at most once a minute.
+function Get-AgentTopologyFacts {
+    param([string]$Fqdn)
+    $now = [DateTime]::UtcNow
+    if ($null -eq $lyncAgentCache['topology'] -or ($now - $lyncAgentCache['topologyRead']).TotalSeconds -gt 60) {
+        $lyncAgentCache['topology'] = [xml](Get-CsTopology -AsXml)
+        $lyncAgentCache['topologyRead'] = $now
+    }
+    $topology = $lyncAgentCache['topology']
+    $cluster = $null
+    foreach ($c in @($topology.Topology.Clusters.Cluster)) {
+        if ($null -ne $c -and [string]$c.Fqdn -eq $Fqdn) { $cluster = $c; break }
+    }
+    if ($null -eq $cluster) { return @{ found = $false; attributes = @{}; services = @() } }
+    $attributes = @{}
+    foreach ($a in @($cluster.Attributes)) {
+        if ($null -ne $a) { $attributes[[string]$a.Name] = [string]$a.Value }
+    }
+    $site = [string]$cluster.ClusterId.SiteId
+    $number = [string]$cluster.ClusterId.Number
+    $services = @()
+    foreach ($s in @($topology.Topology.Services.Service)) {
+        if ($null -eq $s -or $null -eq $s.InstalledOn) { continue }
+        $on = ''
+        $id = $s.InstalledOn.ClusterId
+        if ($null -ne $id -and [string]$id.SiteId -eq $site -and [string]$id.Number -eq $number) { $on = 'cluster' }
+        foreach ($sql in @($s.InstalledOn.SqlInstanceId)) {
+            if ($null -eq $sql) { continue }
+            $id = $sql.ClusterId
+            if ($null -ne $id -and [string]$id.SiteId -eq $site -and [string]$id.Number -eq $number) { $on = 'sql' }
+        }
+        if ($on -eq '') { continue }
+        $services += @{
+            role           = [string]$s.ServiceId.RoleName
+            serviceVersion = [string]$s.ServiceVersion
+            roleVersion    = [string]$s.RoleVersion
+            on             = $on
+        }
+    }
+    return @{ found = $true; attributes = $attributes; services = $services }
+}
+
+# Get-AgentServerVersion is Get-CsServerVersion on this server: the product and version installed
+# here, with its licence ('' when it cannot tell: the read goes on without it).
+function Get-AgentServerVersion {
+    try { return [string](Get-CsServerVersion) } catch { return '' }
+}
+
+# Get-AgentBackupServiceStarted is when the running LYNCBACKUP's process started (UTC, ISO 8601), or
+# '' when it cannot tell. UNVERIFIED: that LYNCBACKUP runs in a process of its own.
+function Get-AgentBackupServiceStarted {
+    try {
+        $wmi = @(Get-WmiObject -Class Win32_Service -Filter "Name='LYNCBACKUP'")
+        if ($wmi.Count -eq 0 -or $null -eq $wmi[0]) { return '' }
+        $procId = [int]$wmi[0].ProcessId
+        if ($procId -le 0) { return '' }
+        $proc = Get-Process -Id $procId -ErrorAction Stop
+        return $proc.StartTime.ToUniversalTime().ToString('o')
+    } catch {
+        return ''
+    }
 }
 
 `
@@ -140,23 +230,20 @@ function Invoke-AgentGetPool {
         Stop-AgentNotFound ('Cannot find pool "' + $fqdn + '" in the topology.')
     }
     $pool = $pool[0]
-    # UNVERIFIED: the Version property of the Registrar service (the Go side maps it to a name).
-    $version = $null
-    $registrar = @(Get-CsService -Registrar -PoolFqdn $fqdn)
-    if ($registrar.Count -gt 0 -and $null -ne $registrar[0]) { $version = $registrar[0].Version }
     # UNVERIFIED: the Active property that tells the active CMS from a standby one.
     $cms = @()
     foreach ($s in @(Get-CsService -CentralManagement)) {
         if ($null -ne $s) { $cms += @{ poolFqdn = [string]$s.PoolFqdn; active = $s.Active } }
     }
     @{
-        fqdn             = [string]$pool.Fqdn
-        site             = [string]$pool.Site
-        computers        = (ConvertTo-AgentStrings $pool.Computers)
-        services         = (ConvertTo-AgentStrings $pool.Services)
-        registrarVersion = $version
-        backupPoolFqdn   = (Get-AgentBackupPool $fqdn)
-        cms              = $cms
+        fqdn          = [string]$pool.Fqdn
+        site          = [string]$pool.Site
+        computers     = (ConvertTo-AgentStrings $pool.Computers)
+        services      = (ConvertTo-AgentStrings $pool.Services)
+        cms           = $cms
+        relationship  = (Get-AgentRelationship $fqdn)
+        topology      = (Get-AgentTopologyFacts ([string]$pool.Fqdn))
+        serverVersion = (Get-AgentServerVersion)
     }
 }
 
@@ -176,7 +263,27 @@ function Invoke-AgentGetBackupStatus {
             }
         }
     }
-    @{ poolFqdn = $fqdn; backupPoolFqdn = (Get-AgentBackupPool $fqdn); modules = $modules }
+    # There is one, global, collection of Backup Service settings (Get-CsBackupServiceConfiguration).
+    # Not reading it leaves 0 (unknown) and does not hide the status.
+    $interval = 0
+    $intervalError = ''
+    try {
+        $cfg = @(Get-CsBackupServiceConfiguration -Identity 'global')
+        if ($cfg.Count -gt 0 -and $null -ne $cfg[0] -and $null -ne $cfg[0].SyncInterval) {
+            $interval = [int][Math]::Floor(([TimeSpan]$cfg[0].SyncInterval).TotalSeconds)
+        } else {
+            $intervalError = 'Get-CsBackupServiceConfiguration -Identity global answered no SyncInterval'
+        }
+    } catch {
+        $intervalError = [string]$_.Exception.Message
+    }
+    @{
+        poolFqdn            = $fqdn
+        relationship        = (Get-AgentRelationship $fqdn)
+        modules             = $modules
+        syncIntervalSeconds = $interval
+        syncIntervalError   = $intervalError
+    }
 }
 
 function Invoke-AgentGetBackupService {
@@ -187,16 +294,38 @@ function Invoke-AgentGetBackupService {
         $failure = $_
         # The "not installed" error text is undocumented: ask for the full list instead of parsing it.
         $all = @(Get-CsWindowsService -ExcludeActivityLevel | Where-Object { $_.Name -eq 'LYNCBACKUP' })
-        if ($all.Count -eq 0) { return @{ installed = $false; status = '' } }
+        if ($all.Count -eq 0) { return @{ installed = $false; status = ''; started = '' } }
         throw $failure
     }
-    if ($svc.Count -eq 0 -or $null -eq $svc[0]) { return @{ installed = $false; status = '' } }
-    @{ installed = $true; status = [string]$svc[0].Status }
+    if ($svc.Count -eq 0 -or $null -eq $svc[0]) { return @{ installed = $false; status = ''; started = '' } }
+    $status = [string]$svc[0].Status
+    $started = ''
+    if ($status -eq 'Running') { $started = (Get-AgentBackupServiceStarted) }
+    @{ installed = $true; status = $status; started = $started }
 }
 
 function Invoke-AgentStartBackupService {
     param($p)
     Start-CsWindowsService -Name 'LYNCBACKUP' | Out-Null
+}
+
+# Invoke-AgentRestartBackupService: a running LYNCBACKUP does not pick up a changed pairing, and
+# Microsoft's procedure stops and starts it ("Front End pool ABC failover procedure in Lync Server
+# 2013", step 24). A stopped service is only started.
+function Invoke-AgentRestartBackupService {
+    param($p)
+    $svc = @(Get-CsWindowsService -Name 'LYNCBACKUP' -ExcludeActivityLevel)
+    if ($svc.Count -eq 0 -or $null -eq $svc[0]) {
+        Stop-AgentNotFound 'Cannot find any service with service name ''LYNCBACKUP''.'
+    }
+    $before = [string]$svc[0].Status
+    $stopped = $false
+    if ($before -ne 'Stopped') {
+        Stop-CsWindowsService -Name 'LYNCBACKUP' | Out-Null
+        $stopped = $true
+    }
+    Start-CsWindowsService -Name 'LYNCBACKUP' | Out-Null
+    @{ before = $before; stopped = $stopped }
 }
 
 function Invoke-AgentSyncBackup {
@@ -243,18 +372,27 @@ function Invoke-AgentUnpair {
     Enable-CsTopology | Out-Null
 }
 
+# Invoke-AgentRemoveUserStoreBackupData removes the user data a pool still holds for a pool it is no
+# longer paired with ("Front End pool ABC failover procedure in Lync Server 2013", step 21).
+function Invoke-AgentRemoveUserStoreBackupData {
+    param($p)
+    Remove-CsUserStoreBackupData -PoolFqdn ([string]$p.poolFqdn) -Confirm:$false | Out-Null
+}
+
 `
 
 // bodyLoop is the dispatch table and the request loop. Op names are only ever hashtable keys.
 const bodyLoop = `$lyncAgentOps = @{
-    'Identity'           = 'Invoke-AgentIdentity'
-    'GetPool'            = 'Invoke-AgentGetPool'
-    'GetBackupStatus'    = 'Invoke-AgentGetBackupStatus'
-    'GetBackupService'   = 'Invoke-AgentGetBackupService'
-    'StartBackupService' = 'Invoke-AgentStartBackupService'
-    'SyncBackup'         = 'Invoke-AgentSyncBackup'
-    'PairPools'          = 'Invoke-AgentPairPools'
-    'Unpair'             = 'Invoke-AgentUnpair'
+    'Identity'                  = 'Invoke-AgentIdentity'
+    'GetPool'                   = 'Invoke-AgentGetPool'
+    'GetBackupStatus'           = 'Invoke-AgentGetBackupStatus'
+    'GetBackupService'          = 'Invoke-AgentGetBackupService'
+    'StartBackupService'        = 'Invoke-AgentStartBackupService'
+    'RestartBackupService'      = 'Invoke-AgentRestartBackupService'
+    'SyncBackup'                = 'Invoke-AgentSyncBackup'
+    'PairPools'                 = 'Invoke-AgentPairPools'
+    'Unpair'                    = 'Invoke-AgentUnpair'
+    'RemoveUserStoreBackupData' = 'Invoke-AgentRemoveUserStoreBackupData'
 }
 
 Send-AgentReply @{ id = 0; ok = $true; result = @{ module = $lyncAgentModule; psVersion = [string]$PSVersionTable.PSVersion } }
@@ -281,36 +419,35 @@ while ($true) {
 
 // Operation names: the keys of $lyncAgentOps.
 const (
-	opIdentity           = "Identity"
-	opGetPool            = "GetPool"
-	opGetBackupStatus    = "GetBackupStatus"
-	opGetBackupService   = "GetBackupService"
-	opStartBackupService = "StartBackupService"
-	opSyncBackup         = "SyncBackup"
-	opPairPools          = "PairPools"
-	opUnpair             = "Unpair"
+	opIdentity                  = "Identity"
+	opGetPool                   = "GetPool"
+	opGetBackupStatus           = "GetBackupStatus"
+	opGetBackupService          = "GetBackupService"
+	opStartBackupService        = "StartBackupService"
+	opRestartBackupService      = "RestartBackupService"
+	opSyncBackup                = "SyncBackup"
+	opPairPools                 = "PairPools"
+	opUnpair                    = "Unpair"
+	opRemoveUserStoreBackupData = "RemoveUserStoreBackupData"
 )
 
-// product is what the product name decides: the module and the Bootstrapper.
+// product is what the product name decides: the module and, for Bootstrapper, whether the
+// documented step after it re-applies the installed cumulative update (Skype for Business Server).
+// Bootstrapper's path is DefaultBootstrapperPath (assumptions.go).
 type product struct {
-	name         string
-	module       string
-	importBlock  string
-	bootstrapper string
+	name           string
+	module         string
+	importBlock    string
+	reapplyUpdates bool
 }
 
 var products = map[string]product{
-	protocol.ProductLync2013: {
-		name: "Lync Server 2013", module: "Lync", importBlock: importLync,
-		bootstrapper: `C:\Program Files\Microsoft Lync Server 2013\Deployment\Bootstrapper.exe`,
-	},
+	protocol.ProductLync2013: {name: "Lync Server 2013", module: "Lync", importBlock: importLync},
 	protocol.ProductSfB2015: {
-		name: "Skype for Business Server 2015", module: "SkypeForBusiness", importBlock: importSkypeForBusiness,
-		bootstrapper: `C:\Program Files\Skype for Business Server 2015\Deployment\Bootstrapper.exe`,
+		name: "Skype for Business Server 2015", module: "SkypeForBusiness", importBlock: importSkypeForBusiness, reapplyUpdates: true,
 	},
 	protocol.ProductSfB2019: {
-		name: "Skype for Business Server 2019", module: "SkypeForBusiness", importBlock: importSkypeForBusiness,
-		bootstrapper: `C:\Program Files\Skype for Business Server 2019\Deployment\Bootstrapper.exe`,
+		name: "Skype for Business Server 2019", module: "SkypeForBusiness", importBlock: importSkypeForBusiness, reapplyUpdates: true,
 	},
 }
 

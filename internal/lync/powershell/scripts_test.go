@@ -80,8 +80,11 @@ func TestBootstrapScripts(t *testing.T) {
 	if _, err := bootstrapInput("lync2010"); err == nil {
 		t.Errorf("unknown product accepted")
 	}
-	if products[protocol.ProductLync2013].bootstrapper != `C:\Program Files\Microsoft Lync Server 2013\Deployment\Bootstrapper.exe` {
-		t.Errorf("lync2013 Bootstrapper path")
+	// The step after Bootstrapper that re-applies the cumulative update is Skype for Business Server's.
+	for name, want := range map[string]bool{protocol.ProductLync2013: false, protocol.ProductSfB2015: true, protocol.ProductSfB2019: true} {
+		if products[name].reapplyUpdates != want {
+			t.Errorf("%s: reapplyUpdates = %v, want %v", name, !want, want)
+		}
 	}
 }
 
@@ -152,6 +155,20 @@ func TestEncodeRequestIsOneASCIILine(t *testing.T) {
 	want := `{"id":3,"op":"GetPool","params":{"fqdn":"a\nb\"c'$(d)\u00e9\ud83d\udc19"}}` + "\n"
 	if string(line) != want {
 		t.Errorf("got  %s\nwant %s", line, want)
+	}
+	// DEL is escaped too (FuzzEncodeRequest found it raw); text that is not UTF-8 is refused, not
+	// sent as U+FFFD (found likewise).
+	if line, err := encodeRequest(4, "GetPool", map[string]string{"fqdn": "a\x7fb"}); err != nil || string(line) != `{"id":4,"op":"GetPool","params":{"fqdn":"a\u007fb"}}`+"\n" {
+		t.Errorf("DEL: %s, %v", line, err)
+	}
+	for _, params := range []any{map[string]string{"fqdn": "a\xf2"}, map[string]string{"\xf2": "a"},
+		protocol.PairPoolsParams{PrimaryFQDN: "ok", BackupFQDN: "\xed\xa0\x80"}, &protocol.UnpairParams{BackupFQDN: "\xff"}} {
+		if line, err := encodeRequest(5, "GetPool", params); err == nil || !strings.Contains(err.Error(), "not valid UTF-8") {
+			t.Errorf("%#v: %s, %v; want an error", params, line, err)
+		}
+	}
+	if line, err := encodeRequest(6, "Get\xf2", nil); err == nil {
+		t.Errorf("op not UTF-8: %s", line)
 	}
 }
 
