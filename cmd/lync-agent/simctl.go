@@ -28,8 +28,14 @@ Commands (against a running "lync-agent sim"):
   export-error POOL on|off       make every backup module of POOL export ErrorState, or recover
   restart-agent FQDN             kill a Front End server's agent and start it again (the deployment,
                                  and a Bootstrapper.exe it started, go on)
+  reboot FQDN                    restart a Front End server, as its administrator would: its agent
+                                 and a Bootstrapper.exe running on it are cut short, a restart that
+                                 Bootstrapper asked for is done, LYNCBACKUP (if installed) starts
+                                 on its own, and the agent starts again
   reads LATENCY true|false       make every read take LATENCY (e.g. 2s; 0s = instant) and, with
                                  true, wait while the server's agent runs a write
+  set-sync-interval DURATION     set the Backup Service's SyncInterval for every pool (e.g. 30s or
+                                 2m; Lync accepts 5s to 3h, the sim 1s to 3h)
   state                          print the simulated deployment's state, with its timeline (JSON)`
 
 func simctlCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -88,7 +94,7 @@ func simctlCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 // simctlRequest maps a simctl command to a request of the sim admin API.
 func simctlRequest(args []string) (method, path string, body any, err error) {
 	if len(args) == 0 {
-		return "", "", nil, fmt.Errorf("%w: a command is required (stop-service, unreachable, export-error, restart-agent, reads, state)", errUsage)
+		return "", "", nil, fmt.Errorf("%w: a command is required (stop-service, unreachable, export-error, restart-agent, reboot, reads, set-sync-interval, state)", errUsage)
 	}
 	want := func(n int, form string) error {
 		if len(args) != n {
@@ -140,6 +146,19 @@ func simctlRequest(args []string) (method, path string, body any, err error) {
 			return "", "", nil, err
 		}
 		return http.MethodPost, sim.AdminPrefix + "/agents/" + esc(args[1]) + "/restart", nil, nil
+	case "reboot":
+		if err := want(2, "reboot FQDN"); err != nil {
+			return "", "", nil, err
+		}
+		return http.MethodPost, sim.AdminPrefix + "/servers/" + esc(args[1]) + "/reboot", nil, nil
+	case "set-sync-interval":
+		if err := want(2, "set-sync-interval DURATION"); err != nil {
+			return "", "", nil, err
+		}
+		if d, err := time.ParseDuration(args[1]); err != nil || d <= 0 {
+			return "", "", nil, fmt.Errorf("%w: %q: want a duration such as 30s or 2m", errUsage, args[1])
+		}
+		return http.MethodPost, sim.AdminPrefix + "/sync-interval", map[string]string{"syncInterval": args[1]}, nil
 	case "reads":
 		if err := want(3, "reads LATENCY true|false"); err != nil {
 			return "", "", nil, err

@@ -4,7 +4,8 @@
 // random Front End of the pool, as the pool's DNS name does (round robin, knowing nothing of which
 // servers are up); and the sim's admin API. `lync-agent sim`, the demo and the controller tests use
 // it. An agent can be killed and restarted (RestartAgent, StopEndpoint, StartEndpoint) while the
-// deployment, and any Bootstrapper.exe it started, goes on.
+// deployment, and any Bootstrapper.exe it started, goes on; a whole Front End server can be
+// restarted (RebootServer), which takes its agent and its Bootstrapper run down with it.
 package simrun
 
 import (
@@ -72,6 +73,10 @@ func WithMaxWait(d time.Duration) Option { return func(o *options) { o.maxWait =
 
 // RestartRoute is the admin route RestartAgent is served on (ServeAdmin).
 const RestartRoute = "POST " + sim.AdminPrefix + "/agents/{fqdn}/restart"
+
+// RebootRoute is the admin route RebootServer is served on (ServeAdmin); it replaces the sim's own
+// route of that pattern, which reboots the server without its agent.
+const RebootRoute = "POST " + sim.AdminPrefix + "/servers/{fqdn}/reboot"
 
 // aliasDialTimeout bounds the alias's connection to the Front End it picked.
 const aliasDialTimeout = 2 * time.Second
@@ -244,6 +249,36 @@ func (r *SimRunner) RestartAgent(fqdn string) error {
 	return r.startLocked(e)
 }
 
+// RebootServer restarts Front End server fqdn as its administrator would (the operator never
+// does): the machine goes down, so its agent is killed as RestartAgent kills it (its operations
+// cut short and recorded so in its journal), then the deployment restarts the server
+// (sim.Deployment.Reboot: a Bootstrapper.exe run in progress on it is cut short and changes
+// nothing, the boot time becomes now, a restart Bootstrapper asked for is no longer pending, an
+// installed LYNCBACKUP starts on its own), then the agent starts again on the same address and
+// journal, as a service that starts with Windows. The server is down for no time at all; a test
+// that wants it down longer calls StopEndpoint, Deployment().Reboot and StartEndpoint itself. A
+// stopped agent is started. A pool alias is sim.ErrInvalid.
+func (r *SimRunner) RebootServer(fqdn string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, err := r.lookup(fqdn)
+	if err != nil {
+		return err
+	}
+	if e.Kind != sim.KindServer {
+		return fmt.Errorf("%w: %s is a pool alias (its DNS name), not a server; reboot one of its Front End servers", sim.ErrInvalid, e.FQDN)
+	}
+	r.stopLocked(e, 0)
+	if err := r.d.Reboot(e.FQDN); err != nil {
+		// The machine did not go down: its agent comes back as it was.
+		if serr := r.startLocked(e); serr != nil {
+			return errors.Join(err, serr)
+		}
+		return err
+	}
+	return r.startLocked(e)
+}
+
 // StopEndpoint kills a server's agent as RestartAgent does, and leaves it stopped: its address
 // refuses connections (and an alias that picks it closes the client's connection). For a pool
 // alias, the pool's name stops answering: the alias's listener closes and its connections are cut.
@@ -275,7 +310,8 @@ func (r *SimRunner) StartEndpoint(fqdn string) error {
 }
 
 // ServeAdmin serves sim.AdminHandler on addr behind the same mutual TLS, with one more route,
-// POST /sim/v1/agents/{fqdn}/restart (RestartAgent), and returns its URL.
+// POST /sim/v1/agents/{fqdn}/restart (RestartAgent), and POST /sim/v1/servers/{fqdn}/reboot
+// served by RebootServer (the agent restarts with its machine), and returns its URL.
 func (r *SimRunner) ServeAdmin(addr string) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -292,6 +328,9 @@ func (r *SimRunner) ServeAdmin(addr string) (string, error) {
 	h := sim.AdminHandler(r.d, sim.AdminRoute{
 		Pattern: RestartRoute,
 		Do:      func(req *http.Request) error { return r.RestartAgent(req.PathValue("fqdn")) },
+	}, sim.AdminRoute{
+		Pattern: RebootRoute,
+		Do:      func(req *http.Request) error { return r.RebootServer(req.PathValue("fqdn")) },
 	})
 	r.admin = r.serve(&gatedListener{Listener: ln}, h, nil, nil)
 	return urlFor(ln.Addr()), nil

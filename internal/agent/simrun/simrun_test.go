@@ -442,6 +442,116 @@ func TestRestartAgentOnTheAdminAPI(t *testing.T) {
 	}
 }
 
+// TestRebootServer: the machine goes down with its agent and its Bootstrapper run, and comes back
+// with a new boot time and its agent on the same address; through the Go API and the admin API.
+func TestRebootServer(t *testing.T) {
+	r, c, clk := startTestSim(t)
+	d := r.Deployment()
+	ep := r.Endpoints()[fe1p1]
+	if _, err := c.StartOperation(t.Context(), ep, protocol.OperationRequest{ID: "boot-1", Kind: protocol.KindBootstrap}); err != nil {
+		t.Fatal(err)
+	}
+	if err := clk.WaitForWaiters(t.Context(), 1); err != nil { // Bootstrapper runs
+		t.Fatal(err)
+	}
+	clk.Step(time.Minute)
+	if err := r.RebootServer(fe1p1); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Endpoints()[fe1p1]; got != ep {
+		t.Errorf("back on %s, was %s", got, ep)
+	}
+	if b := d.Snapshot().Bootstrapping; len(b) != 0 {
+		t.Errorf("Bootstrapper still runs on %v", b)
+	}
+	op, err := c.AwaitDone(t.Context(), ep, "boot-1")
+	if err != nil || op.State != protocol.StateFailed || !op.Retryable {
+		t.Errorf("boot-1 across the reboot = %+v, %v", op, err)
+	}
+	tl := d.Timeline()
+	if len(tl) != 1 || tl[0].Kind != "Bootstrap" || tl[0].Outcome != sim.OutcomeInterrupted {
+		t.Errorf("timeline %+v", tl)
+	}
+	// The agent reports the sim's boot time (on the sim's clock).
+	srv, err := c.Server(t.Context(), ep)
+	if err != nil || srv.BootTime == nil || !srv.BootTime.Equal(t0.Add(time.Minute)) {
+		t.Errorf("server after the reboot = %+v, %v", srv, err)
+	}
+	if srv, err := c.Server(t.Context(), r.Endpoints()[fe2p1]); err != nil || srv.BootTime == nil || !srv.BootTime.Equal(t0) {
+		t.Errorf("another server = %+v, %v", srv, err)
+	}
+	// Nothing runs any more: the next run is a legitimate retry and succeeds. (The cut run's
+	// abandoned timer still counts as a waiter until its deadline.)
+	n := clk.Waiters() + 1
+	if _, err := c.StartOperation(t.Context(), ep, protocol.OperationRequest{ID: "boot-2", Kind: protocol.KindBootstrap}); err != nil {
+		t.Fatal(err)
+	}
+	if err := clk.WaitForWaiters(t.Context(), n); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(time.Hour)
+	if op, err := c.AwaitDone(t.Context(), ep, "boot-2"); err != nil || op.State != protocol.StateSucceeded {
+		t.Errorf("boot-2 = %+v, %v", op, err)
+	}
+	if dups := sim.Duplicates(d.Timeline()); len(dups) != 0 {
+		t.Errorf("duplicates %v", dups)
+	}
+	if err := r.RebootServer(pool01); !errors.Is(err, sim.ErrInvalid) {
+		t.Errorf("reboot of a pool alias: %v", err)
+	}
+	if err := r.RebootServer("fe09.pool01.contoso.com"); !errors.Is(err, lync.ErrNotFound) {
+		t.Errorf("reboot of an unknown server: %v", err)
+	}
+
+	// The admin API's reboot route is RebootServer's: the agent's connections are cut too.
+	admin, err := r.ServeAdmin("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, err := clientTLS(testCerts(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}, Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	ep2 := r.Endpoints()[fe1p2]
+	if _, err := c.Info(t.Context(), ep2); err != nil {
+		t.Fatal(err)
+	}
+	n0 := r.activeConns(fe1p2)
+	if n0 == 0 {
+		t.Fatal("no kept-alive connection to cut")
+	}
+	clk.Step(time.Minute)
+	resp, err := hc.Post(admin+sim.AdminPrefix+"/servers/"+fe1p2+"/reboot", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"bootTime"`) {
+		t.Fatalf("reboot route: %d %s", resp.StatusCode, body)
+	}
+	if n := r.activeConns(fe1p2); n != 0 {
+		t.Errorf("%d connections survived the reboot", n)
+	}
+	var st sim.State
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st.Servers {
+		if s.FQDN == fe1p2 && !s.BootTime.Equal(clk.Now()) {
+			t.Errorf("%s boot time = %v", s.FQDN, s.BootTime)
+		}
+	}
+	if info, err := c.Info(t.Context(), ep2); err != nil && !errors.Is(err, agentclient.ErrUnavailable) || err == nil && info.ServerFQDN != fe1p2 {
+		t.Errorf("after the reboot: %+v, %v", info, err)
+	}
+	if info, err := c.Info(t.Context(), ep2); err != nil || info.ServerFQDN != fe1p2 {
+		t.Errorf("after the reboot: %+v, %v", info, err)
+	}
+}
+
 // waitFor polls a condition of another goroutine's making (real time only synchronizes; the
 // sim's time stays on its fake clock).
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -22,18 +22,24 @@ const AdminPrefix = "/sim/v1"
 //	GET  /sim/v1/state                                  State
 //	GET  /sim/v1/endpoints                              []Endpoint
 //	POST /sim/v1/servers/{fqdn}/stop-backup-service
+//	POST /sim/v1/servers/{fqdn}/reboot                  (Deployment.Reboot)
 //	POST /sim/v1/servers/{fqdn}/faults                  ServerFaults (replaces the server's faults)
 //	POST /sim/v1/endpoints/{fqdn}/unreachable           {"unreachable": true}
 //	POST /sim/v1/pools/{fqdn}/export-error              {"module": "", "on": true}  ("" = all modules)
 //	POST /sim/v1/pools/{fqdn}/import-error              {"module": "", "on": true}
 //	POST /sim/v1/pools/{fqdn}/backup-pool               {"backupPool": "pool03.contoso.com"} ("" unpairs that side)
 //	POST /sim/v1/reads                                  {"latency": "2s", "waitForWrites": true} (either may be left out)
+//	POST /sim/v1/sync-interval                          {"syncInterval": "30s"} (Deployment.SetSyncInterval)
 //
-// plus the extra routes given (simrun adds POST /sim/v1/agents/{fqdn}/restart). Errors are
-// protocol.Error bodies: 400 Invalid, 404 NotFound, 409 Conflict, 503 Unavailable.
+// plus the extra routes given (simrun adds POST /sim/v1/agents/{fqdn}/restart, and serves
+// POST /sim/v1/servers/{fqdn}/reboot itself so that the agent restarts with the machine): an
+// extra route with the pattern of a route above replaces it. Errors are protocol.Error bodies:
+// 400 Invalid, 404 NotFound, 409 Conflict, 503 Unavailable.
 func AdminHandler(d *Deployment, extra ...AdminRoute) http.Handler {
 	mux := http.NewServeMux()
+	replaced := map[string]bool{}
 	for _, r := range extra {
+		replaced[r.Pattern] = true
 		mux.HandleFunc(r.Pattern, func(w http.ResponseWriter, req *http.Request) {
 			if err := decodeBody(req, nil); err != nil {
 				writeError(w, err)
@@ -42,7 +48,38 @@ func AdminHandler(d *Deployment, extra ...AdminRoute) http.Handler {
 			answer(w, d, r.Do(req))
 		})
 	}
-	mux.HandleFunc("POST "+AdminPrefix+"/reads", func(w http.ResponseWriter, r *http.Request) {
+	handle := func(pattern string, h http.HandlerFunc) {
+		if !replaced[pattern] {
+			mux.HandleFunc(pattern, h)
+		}
+	}
+	handle("POST "+AdminPrefix+"/servers/{fqdn}/reboot", func(w http.ResponseWriter, r *http.Request) {
+		if err := decodeBody(r, nil); err != nil {
+			writeError(w, err)
+			return
+		}
+		answer(w, d, d.Reboot(r.PathValue("fqdn")))
+	})
+	handle("POST "+AdminPrefix+"/sync-interval", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			SyncInterval *string `json:"syncInterval"`
+		}
+		if err := decodeBody(r, &body); err != nil {
+			writeError(w, err)
+			return
+		}
+		if body.SyncInterval == nil {
+			writeError(w, fmt.Errorf("%w: syncInterval: required (a Go duration, like 30s or 2m)", ErrInvalid))
+			return
+		}
+		v, err := time.ParseDuration(*body.SyncInterval)
+		if err != nil {
+			writeError(w, fmt.Errorf("%w: syncInterval: %q is not a Go duration (like 30s or 2m)", ErrInvalid, *body.SyncInterval))
+			return
+		}
+		answer(w, d, d.SetSyncInterval(v))
+	})
+	handle("POST "+AdminPrefix+"/reads", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Latency       *string `json:"latency"`
 			WaitForWrites *bool   `json:"waitForWrites"`
@@ -65,20 +102,20 @@ func AdminHandler(d *Deployment, extra ...AdminRoute) http.Handler {
 		}
 		answer(w, d, d.SetReads(latency, wait))
 	})
-	mux.HandleFunc("GET "+AdminPrefix+"/state", func(w http.ResponseWriter, r *http.Request) {
+	handle("GET "+AdminPrefix+"/state", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.Snapshot())
 	})
-	mux.HandleFunc("GET "+AdminPrefix+"/endpoints", func(w http.ResponseWriter, r *http.Request) {
+	handle("GET "+AdminPrefix+"/endpoints", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.Endpoints())
 	})
-	mux.HandleFunc("POST "+AdminPrefix+"/servers/{fqdn}/stop-backup-service", func(w http.ResponseWriter, r *http.Request) {
+	handle("POST "+AdminPrefix+"/servers/{fqdn}/stop-backup-service", func(w http.ResponseWriter, r *http.Request) {
 		if err := decodeBody(r, nil); err != nil {
 			writeError(w, err)
 			return
 		}
 		answer(w, d, d.StopBackupService(r.PathValue("fqdn")))
 	})
-	mux.HandleFunc("POST "+AdminPrefix+"/servers/{fqdn}/faults", func(w http.ResponseWriter, r *http.Request) {
+	handle("POST "+AdminPrefix+"/servers/{fqdn}/faults", func(w http.ResponseWriter, r *http.Request) {
 		var f ServerFaults
 		if err := decodeBody(r, &f); err != nil {
 			writeError(w, err)
@@ -86,7 +123,7 @@ func AdminHandler(d *Deployment, extra ...AdminRoute) http.Handler {
 		}
 		answer(w, d, d.SetFaults(r.PathValue("fqdn"), f))
 	})
-	mux.HandleFunc("POST "+AdminPrefix+"/endpoints/{fqdn}/unreachable", func(w http.ResponseWriter, r *http.Request) {
+	handle("POST "+AdminPrefix+"/endpoints/{fqdn}/unreachable", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Unreachable *bool `json:"unreachable"`
 		}
@@ -117,9 +154,9 @@ func AdminHandler(d *Deployment, extra ...AdminRoute) http.Handler {
 			answer(w, d, set(r.PathValue("fqdn"), body.Module, *body.On))
 		}
 	}
-	mux.HandleFunc("POST "+AdminPrefix+"/pools/{fqdn}/export-error", moduleFault(d.SetExportError))
-	mux.HandleFunc("POST "+AdminPrefix+"/pools/{fqdn}/import-error", moduleFault(d.SetImportError))
-	mux.HandleFunc("POST "+AdminPrefix+"/pools/{fqdn}/backup-pool", func(w http.ResponseWriter, r *http.Request) {
+	handle("POST "+AdminPrefix+"/pools/{fqdn}/export-error", moduleFault(d.SetExportError))
+	handle("POST "+AdminPrefix+"/pools/{fqdn}/import-error", moduleFault(d.SetImportError))
+	handle("POST "+AdminPrefix+"/pools/{fqdn}/backup-pool", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			BackupPool *string `json:"backupPool"`
 		}

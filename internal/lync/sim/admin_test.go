@@ -88,6 +88,21 @@ func TestAdminHandler(t *testing.T) {
 		}},
 		{name: "faults invalid", method: "POST", path: "/sim/v1/servers/fe02.pool02.contoso.com/faults", body: `{"bootstrapFailures":-1}`, status: 400, code: protocol.CodeInvalid},
 		{name: "faults on a pool", method: "POST", path: "/sim/v1/servers/pool02.contoso.com/faults", body: `{}`, status: 404, code: protocol.CodeNotFound},
+		{name: "reboot", method: "POST", path: "/sim/v1/servers/fe01.pool02.contoso.com/reboot", status: 200, check: func(t *testing.T) {
+			if s := serverState(t, d, fe1p2); !s.BootTime.Equal(clk.Now()) || s.BackupService.Status != protocol.ServiceRunning {
+				t.Errorf("server after the reboot = %+v", s)
+			}
+		}},
+		{name: "reboot a pool", method: "POST", path: "/sim/v1/servers/pool02.contoso.com/reboot", status: 404, code: protocol.CodeNotFound},
+		{name: "reboot with a body", method: "POST", path: "/sim/v1/servers/fe01.pool02.contoso.com/reboot", body: `{"now":true}`, status: 400, code: protocol.CodeInvalid},
+		{name: "sync interval", method: "POST", path: "/sim/v1/sync-interval", body: `{"syncInterval":"90s"}`, status: 200, check: func(t *testing.T) {
+			if s := status(t, d, pool01); s.SyncIntervalSeconds != 90 || d.Snapshot().SyncInterval != "1m30s" {
+				t.Errorf("sync interval = %d", s.SyncIntervalSeconds)
+			}
+		}},
+		{name: "sync interval out of range", method: "POST", path: "/sim/v1/sync-interval", body: `{"syncInterval":"100ms"}`, status: 400, code: protocol.CodeInvalid},
+		{name: "sync interval not a duration", method: "POST", path: "/sim/v1/sync-interval", body: `{"syncInterval":"often"}`, status: 400, code: protocol.CodeInvalid},
+		{name: "sync interval missing", method: "POST", path: "/sim/v1/sync-interval", body: `{}`, status: 400, code: protocol.CodeInvalid},
 		{name: "wrong method", method: "GET", path: "/sim/v1/servers/fe01.pool01.contoso.com/stop-backup-service", status: 405, code: protocol.CodeInvalid},
 		{name: "unknown path", method: "GET", path: "/sim/v1/nothing", status: 404, code: protocol.CodeNotFound},
 	}
@@ -138,4 +153,23 @@ func TestAdminHandler(t *testing.T) {
 			t.Errorf("endpoints = %s (%v)", rec.Body, err)
 		}
 	})
+}
+
+// TestAdminExtraRouteReplacesOwn: an extra route with the pattern of one of the sim's own routes
+// replaces it (simrun serves the reboot route itself, to restart the agent with the machine).
+func TestAdminExtraRouteReplacesOwn(t *testing.T) {
+	d, _ := newSim(t, baseYAML)
+	var got string
+	h := AdminHandler(d, AdminRoute{
+		Pattern: "POST " + AdminPrefix + "/servers/{fqdn}/reboot",
+		Do:      func(r *http.Request) error { got = r.PathValue("fqdn"); return nil },
+	})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/sim/v1/servers/fe01.pool01.contoso.com/reboot", nil))
+	if rec.Code != 200 || got != fe1p1 {
+		t.Fatalf("status %d, extra route saw %q", rec.Code, got)
+	}
+	if s := serverState(t, d, fe1p1); !s.BootTime.Equal(t0) {
+		t.Errorf("the sim's own route ran too: %+v", s)
+	}
 }

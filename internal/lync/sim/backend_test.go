@@ -289,6 +289,7 @@ func TestBootstrapFailuresThenSuccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	wants := []struct {
+		rebootFirst     bool // the administrator restarts the server before this run
 		exit            int
 		succeeded, boot bool
 		log             string
@@ -296,10 +297,16 @@ func TestBootstrapFailuresThenSuccess(t *testing.T) {
 		{exit: 1603, log: "failure code 1603"},
 		{exit: 1603, log: "failure code 1603"},
 		{exit: 3010, boot: true, log: "restart is required"},
-		{exit: 0, succeeded: true, log: "completed successfully"},
+		{exit: 3010, boot: true, log: "a restart of fe01.pool01.contoso.com is pending"}, // no restart yet: nothing happens
+		{rebootFirst: true, exit: 0, succeeded: true, log: "completed successfully"},
 		{exit: 0, succeeded: true, log: "completed successfully"}, // and again: safe to repeat
 	}
 	for i, w := range wants {
+		if w.rebootFirst {
+			if err := d.Reboot(fe1p1); err != nil {
+				t.Fatal(err)
+			}
+		}
 		r, err := bootstrap(t, d, clk, fe1p1)
 		if err != nil {
 			t.Fatalf("run %d: %v", i+1, err)
@@ -323,6 +330,13 @@ func TestBootstrapFailuresThenSuccess(t *testing.T) {
 	}
 	if c := d.Counts()["Bootstrap/"+fe1p1]; c != len(wants) {
 		t.Errorf("Bootstrap count = %d, want %d", c, len(wants))
+	}
+	// The 4th run (while the restart was pending) and the 6th (after a success) are duplicates;
+	// the 5th, after the restart, is not.
+	dups := Duplicates(d.Timeline())
+	if len(dups) != 2 || !strings.Contains(dups[0], "the 4th started at") || !strings.Contains(dups[0], "while a restart of the server was pending (the 3rd asked for it at") ||
+		!strings.Contains(dups[1], "the 6th started at") || !strings.Contains(dups[1], "after the 5th succeeded") {
+		t.Errorf("duplicates = %q", dups)
 	}
 }
 
@@ -437,9 +451,16 @@ func TestBootstrapOutlivesItsCaller(t *testing.T) {
 	if boots != 1 {
 		t.Errorf("%d Bootstrap executions:\n%s", boots, timelineSummary(tl))
 	}
-	// The next run starts: the server is not left busy, and this one succeeds.
+	// The next run starts (the server is not left busy) but asks for the restart again; once the
+	// administrator has restarted the server, the one after succeeds.
+	if r, err := bootstrap(t, d, clk, fe1p1); err != nil || !r.RebootRequired || r.Succeeded {
+		t.Errorf("next run before the restart = %+v, %v", r, err)
+	}
+	if err := d.Reboot(fe1p1); err != nil {
+		t.Fatal(err)
+	}
 	if r, err := bootstrap(t, d, clk, fe1p1); err != nil || !r.Succeeded {
-		t.Errorf("next run = %+v, %v", r, err)
+		t.Errorf("next run after the restart = %+v, %v", r, err)
 	}
 }
 
@@ -585,7 +606,7 @@ func TestStartBackupService(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if svc, _ := backend(t, d, fe1p1).BackupService(context.Background()); svc != (protocol.BackupService{Installed: true, Status: protocol.ServiceRunning}) {
+	if svc, _ := backend(t, d, fe1p1).BackupService(context.Background()); !svc.Installed || svc.Status != protocol.ServiceRunning || svc.Started == nil || !svc.Started.Equal(clk.Now()) {
 		t.Fatalf("BackupService = %+v", svc)
 	}
 	// Idempotent: returns at once without waiting.

@@ -38,6 +38,23 @@ import (
 // Import state is the pool's import of its partner's data: ErrorState when the pool's importError
 // fault names the module and the pool is paired, NormalState otherwise (Lync reports NormalState
 // while there is nothing to import; the export side tells whether data flows).
+//
+// A running LYNCBACKUP serves the partner it loaded when it started (the partner its server was
+// bootstrapped for then) until it stops: neither a new pairing nor a Bootstrapper run changes
+// what a running service does. A Front End of a paired pool where LYNCBACKUP runs serving
+// another partner than the pool's backup pool is stale, and so is its pool: the sim cannot tell
+// which Front End hosts the pool's active instance, so one stale service is enough. A stale pool
+// reports ErrorState for the export AND the import of every module (CentralMgmt.CMSMaster on the
+// pool that does not host the CMS stays NotInitialized), whether or not the direction ever
+// replicated with the new partner; both directions between it and its partner stop (no periodic
+// sync, no forced sync; the partner's export goes NonSteadyState, or stays NotInitialized, as
+// with a stopped service) until every stale service in the pool is restarted
+// (RestartBackupService, or a reboot). StartBackupService on a running stale service does
+// nothing. An unpaired pool has no direction: NotInitialized, however its services run.
+//
+// Backup data: when a direction first replicates, the partner starts holding the pool's data
+// (poolMut.BackupDataOf). It stays when the pairing changes; Unpair removes it. A direction to a
+// new partner always starts from scratch (initialBacklog), whatever data is left behind.
 
 // modulesFor lists the backup modules Get-CsBackupServiceStatus reports, in its order.
 func modulesFor(product string) []string {
@@ -86,34 +103,73 @@ func (d direction) at(now time.Time, tm timing) direction {
 	return d
 }
 
-// serving reports whether pool has LYNCBACKUP running on a Front End bootstrapped for partner.
+// timingOf is the timing in force: the file's, with the sync interval of the state.
+func timingOf(st *mutState, t *topology) timing {
+	tm := t.timing
+	if st.SyncInterval > 0 {
+		tm.SyncInterval = time.Duration(st.SyncInterval)
+	}
+	return tm
+}
+
+func running(sm *serverMut) bool {
+	return sm.BackupService.Installed && sm.BackupService.Status == protocol.ServiceRunning
+}
+
+// serving reports whether pool has LYNCBACKUP running on a Front End bootstrapped for partner,
+// serving partner since it started.
 func serving(st *mutState, t *topology, pool, partner string) bool {
 	p, _ := t.pool(pool)
 	for _, s := range p.Servers {
 		sm := st.Servers[s]
-		if sm.BackupService.Installed && sm.BackupService.Status == protocol.ServiceRunning && sm.BootstrappedFor == partner {
+		if running(sm) && sm.BootstrappedFor == partner && sm.ServiceServes == partner {
 			return true
 		}
 	}
 	return false
 }
 
-// active reports whether the direction from pool replicates: paired both ways and the backup
-// service serving the pairing on each side.
+// staleService reports whether the server's LYNCBACKUP runs serving another partner than its
+// pool's backup pool.
+func staleService(sm *serverMut, pm *poolMut) bool {
+	return pm.BackupPool != "" && running(sm) && sm.ServiceServes != pm.BackupPool
+}
+
+// staleServers lists, pool by pool, the servers of the given pools whose LYNCBACKUP runs serving
+// another partner than their pool's backup pool.
+func staleServers(st *mutState, t *topology, pools ...string) []string {
+	var out []string
+	for _, name := range pools {
+		p, ok := t.pool(name)
+		if !ok {
+			continue
+		}
+		for _, s := range p.Servers {
+			if staleService(st.Servers[s], st.Pools[name]) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// active reports whether the direction from pool replicates: paired both ways, the backup
+// service serving the pairing on each side, and no stale service in either pool.
 func active(st *mutState, t *topology, pool string) bool {
 	b := st.Pools[pool].BackupPool
 	if b == "" || st.Pools[b].BackupPool != pool {
 		return false
 	}
-	return serving(st, t, pool, b) && serving(st, t, b, pool)
+	return serving(st, t, pool, b) && serving(st, t, b, pool) && len(staleServers(st, t, pool, b)) == 0
 }
 
 // settle brings every direction up to now under the activity that held until now, then applies
 // the activity the mutation just produced. Every mutation ends with it.
 func settle(st *mutState, t *topology, now time.Time) {
+	tm := timingOf(st, t)
 	for _, p := range t.pools {
 		pm := st.Pools[p.FQDN]
-		dir := pm.Backup.at(now, t.timing)
+		dir := pm.Backup.at(now, tm)
 		if dir.Partner != pm.BackupPool {
 			dir = direction{Partner: pm.BackupPool, Since: now}
 		}
@@ -123,6 +179,9 @@ func settle(st *mutState, t *topology, now time.Time) {
 			if !dir.Initialized {
 				dir.Initialized = true
 				dir.Backlog = float64(t.timing.InitialBacklog)
+				// The partner now holds this pool's data.
+				b := st.Pools[pm.BackupPool]
+				b.BackupDataOf = uniqueSorted(append(b.BackupDataOf, p.FQDN))
 			}
 			dir.Active, dir.Imported, dir.Since, dir.TickOrigin = true, false, now, now
 		case !on && dir.Active:
@@ -135,22 +194,36 @@ func settle(st *mutState, t *topology, now time.Time) {
 // backupStatus computes Get-CsBackupServiceStatus for pool at now.
 func backupStatus(st *mutState, t *topology, pool string, now time.Time) (protocol.BackupStatus, direction) {
 	pm := st.Pools[pool]
-	dir := pm.Backup.at(now, t.timing)
-	out := protocol.BackupStatus{PoolFQDN: pool, BackupPool: pm.BackupPool, Modules: []protocol.BackupModule{}}
+	tm := timingOf(st, t)
+	dir := pm.Backup.at(now, tm)
+	stale := len(staleServers(st, t, pool)) > 0
+	out := protocol.BackupStatus{PoolFQDN: pool, BackupPool: pm.BackupPool, Modules: []protocol.BackupModule{}, SyncIntervalSeconds: wholeSeconds(tm.SyncInterval)}
 	for _, m := range modulesFor(t.product) {
 		out.Modules = append(out.Modules, protocol.BackupModule{
 			Identity:     m,
-			ExportStatus: exportStatus(m, pool, t, pm, dir),
-			ImportStatus: importStatus(m, pm),
+			ExportStatus: exportStatus(m, pool, t, pm, dir, stale),
+			ImportStatus: importStatus(m, pm, stale),
 		})
 	}
 	return out, dir
 }
 
-func exportStatus(module, pool string, t *topology, pm *poolMut, dir direction) string {
+// wholeSeconds rounds up to whole seconds, at least 1 for a positive duration.
+func wholeSeconds(d time.Duration) int {
+	if d <= 0 {
+		return 0
+	}
+	return int((d + time.Second - 1) / time.Second)
+}
+
+// exportStatus is one module's export state; stale says a LYNCBACKUP of the pool serves another
+// partner than its backup pool.
+func exportStatus(module, pool string, t *topology, pm *poolMut, dir direction, stale bool) string {
 	switch {
 	case module == protocol.ModuleCMSMaster && pool != t.cmsPool:
 		return protocol.ExportNotInitialized
+	case stale: // only ever true for a paired pool
+		return protocol.ExportErrorState
 	case !dir.Initialized:
 		return protocol.ExportNotInitialized
 	case slices.Contains(pm.ExportError, module):
@@ -166,8 +239,8 @@ func exportStatus(module, pool string, t *topology, pm *poolMut, dir direction) 
 	}
 }
 
-func importStatus(module string, pm *poolMut) string {
-	if pm.BackupPool != "" && slices.Contains(pm.ImportError, module) {
+func importStatus(module string, pm *poolMut, stale bool) string {
+	if pm.BackupPool != "" && (stale || slices.Contains(pm.ImportError, module)) {
 		return protocol.ImportErrorState
 	}
 	return protocol.ImportNormalState

@@ -270,10 +270,16 @@ func TestRepairWithThirdPoolNeedsBootstrap(t *testing.T) {
 	if err := startService(t, d, clk, "fe01.pool03.contoso.com"); err != nil {
 		t.Fatal(err)
 	}
-	// pool01's running service was bootstrapped for pool02: nothing replicates to pool03 yet.
-	checkExports(t, d, pool01, all(protocol.ExportNotInitialized), "pool01 not bootstrapped for pool03")
+	// pool01's running service was started for pool02 and still serves it: pool01's backup is in
+	// error, and nothing replicates to pool03 yet.
+	checkExports(t, d, pool01, all(protocol.ExportErrorState), "pool01 not bootstrapped for pool03")
 	if _, err := bootstrap(t, d, clk, fe1p1); err != nil {
 		t.Fatal(err)
 	}
-	checkExports(t, d, pool01, all(protocol.ExportNonSteadyState), "bootstrapped for pool03")
+	// Bootstrapper does not restart the running service: still in error.
+	checkExports(t, d, pool01, all(protocol.ExportErrorState), "bootstrapped for pool03, not restarted")
+	if err := restartService(t, d, clk, fe1p1); err != nil {
+		t.Fatal(err)
+	}
+	checkExports(t, d, pool01, all(protocol.ExportNonSteadyState), "bootstrapped for pool03 and restarted")
 }

@@ -27,7 +27,8 @@ type config struct {
 	Durations durationsConfig `json:"durations"`
 	// ReadsWaitForWrites models one PowerShell host per agent: on a server, a read (Pool,
 	// BackupStatus, BackupService) waits while that server's agent runs a write (PairPools, Unpair,
-	// SyncBackup, StartBackupService; not Bootstrapper.exe, a process of its own).
+	// SyncBackup, StartBackupService, RestartBackupService; not Bootstrapper.exe, a process of its
+	// own).
 	ReadsWaitForWrites bool         `json:"readsWaitForWrites"`
 	Pools              []poolConfig `json:"pools"`
 }
@@ -42,11 +43,15 @@ type durationsConfig struct {
 	PairPools          string `json:"pairPools"`
 	Bootstrap          string `json:"bootstrap"`
 	StartBackupService string `json:"startBackupService"`
-	SyncBackup         string `json:"syncBackup"`
+	// RestartBackupService is Stop-CsWindowsService then Start-CsWindowsService LYNCBACKUP; default
+	// the startBackupService duration. The service is stopped at the start of it.
+	RestartBackupService string `json:"restartBackupService"`
+	SyncBackup           string `json:"syncBackup"`
 	// Read is the latency of every read (Get-CsPool, Get-CsBackupServiceStatus,
 	// Get-CsWindowsService): default 0.
 	Read string `json:"read"`
-	// SyncInterval is LYNCBACKUP's own periodic sync (Set-CsBackupServiceConfiguration -SyncInterval).
+	// SyncInterval is LYNCBACKUP's own periodic sync (Set-CsBackupServiceConfiguration -SyncInterval),
+	// within Lync's range of 5s to 3h; Deployment.SetSyncInterval changes it at run time.
 	SyncInterval string `json:"syncInterval"`
 	// ChangeRate is user/conference changes per second arriving in each direction.
 	ChangeRate *float64 `json:"changeRate"`
@@ -91,10 +96,14 @@ type serverConfig struct {
 type ServerFaults struct {
 	// BootstrapFailures: Bootstrapper.exe exits non-zero this many more times, then succeeds.
 	BootstrapFailures int `json:"bootstrapFailures,omitempty"`
-	// RebootRequired: after the failures, Bootstrapper asks for a reboot (exit 3010) this many more
-	// times. The sim does not model the reboot itself: the next run simply goes further.
+	// RebootRequired: after the failures, Bootstrapper asks for a restart (exit 3010) this many
+	// more times, without finishing: the server is not bootstrapped. Until the server restarts
+	// (Deployment.Reboot, which only an administrator does), every further run does nothing and
+	// asks for the restart again, without using up a count; the first run after the restart goes
+	// on (and asks again while counts are left).
 	RebootRequired int `json:"rebootRequired,omitempty"`
-	// ServiceWillNotStart: Start-CsWindowsService LYNCBACKUP fails.
+	// ServiceWillNotStart: LYNCBACKUP does not start, whether by Start-CsWindowsService, by
+	// RestartBackupService (which leaves it stopped) or on its own when the server restarts.
 	ServiceWillNotStart bool `json:"serviceWillNotStart,omitempty"`
 	// Unreachable: the server's agent endpoint drops connections (see Deployment.Reachable).
 	Unreachable bool `json:"unreachable,omitempty"`
@@ -112,25 +121,31 @@ func (f ServerFaults) validate(field string) error {
 
 // timing is the validated durationsConfig.
 type timing struct {
-	PairPools          time.Duration
-	Bootstrap          time.Duration
-	StartBackupService time.Duration
-	SyncBackup         time.Duration
-	Read               time.Duration
-	SyncInterval       time.Duration
-	ChangeRate         float64
-	BatchCapacity      int
-	InitialBacklog     int
+	PairPools            time.Duration
+	Bootstrap            time.Duration
+	StartBackupService   time.Duration
+	RestartBackupService time.Duration
+	SyncBackup           time.Duration
+	Read                 time.Duration
+	// SyncInterval is the file's; the one in force is mutState.SyncInterval (see timingOf).
+	SyncInterval   time.Duration
+	ChangeRate     float64
+	BatchCapacity  int
+	InitialBacklog int
 }
 
 // Defaults. Step durations default to 0 (instant), which is what unit tests want; demo files set them.
 const (
 	// DefaultSyncInterval is Lync's default backup service sync interval.
 	DefaultSyncInterval = 2 * time.Minute
-	// Lync accepts sync intervals from 5 seconds to 3 hours.
-	minSyncInterval      = 5 * time.Second
-	maxSyncInterval      = 3 * time.Hour
-	DefaultBatchCapacity = 100
+	// Lync accepts sync intervals from 5 seconds to 3 hours; the deployment file is held to that.
+	minSyncInterval = 5 * time.Second
+	maxSyncInterval = 3 * time.Hour
+	// MinTestSyncInterval is the shortest sync interval SetSyncInterval accepts: shorter than
+	// Lync allows (5s), so that tests on the wall clock need not wait for it.
+	MinTestSyncInterval    = time.Second
+	minRuntimeSyncInterval = MinTestSyncInterval
+	DefaultBatchCapacity   = 100
 )
 
 // topology is the immutable part of a deployment: what the file says exists.
@@ -372,6 +387,7 @@ func (c *config) build() (*topology, *mutState, error) {
 	}
 
 	st := newMutState()
+	st.SyncInterval = jsonDuration(tm.SyncInterval)
 	type installedAt struct{ field, server, pool string }
 	var installed []installedAt
 	modules := modulesFor(c.Product)
@@ -503,7 +519,11 @@ func (c *config) build() (*topology, *mutState, error) {
 		if b == "" {
 			return nil, nil, fmt.Errorf("%s: the pool has no backupPool, so LYNCBACKUP cannot be installed", x.field)
 		}
-		st.Servers[x.server].BootstrappedFor = b
+		sm := st.Servers[x.server]
+		sm.BootstrappedFor = b
+		if sm.BackupService.Status == protocol.ServiceRunning {
+			sm.ServiceServes = b // started after that bootstrap; Parse sets when (the boot time)
+		}
 	}
 	return t, st, nil
 }
@@ -518,6 +538,7 @@ func (d durationsConfig) build() (timing, error) {
 		{"durations.pairPools", d.PairPools, &tm.PairPools},
 		{"durations.bootstrap", d.Bootstrap, &tm.Bootstrap},
 		{"durations.startBackupService", d.StartBackupService, &tm.StartBackupService},
+		{"durations.restartBackupService", d.RestartBackupService, &tm.RestartBackupService},
 		{"durations.syncBackup", d.SyncBackup, &tm.SyncBackup},
 		{"durations.read", d.Read, &tm.Read},
 		{"durations.syncInterval", d.SyncInterval, &tm.SyncInterval},
@@ -533,6 +554,9 @@ func (d durationsConfig) build() (timing, error) {
 			return tm, fmt.Errorf("%s: must not be negative", x.field)
 		}
 		*x.out = v
+	}
+	if d.RestartBackupService == "" {
+		tm.RestartBackupService = tm.StartBackupService
 	}
 	if d.SyncInterval == "" {
 		tm.SyncInterval = DefaultSyncInterval

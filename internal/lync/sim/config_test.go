@@ -40,6 +40,9 @@ func TestParseRejects(t *testing.T) {
 		{"backup pool version mismatch", "  site: Dublin\n", "  site: Dublin\n  backupPool: pool15.contoso.com\n", "pools[1].backupPool: version mismatch"},
 		{"bad duration", "pairPools: 3s", "pairPools: three", "durations.pairPools: \"three\" is not a Go duration"},
 		{"negative duration", "bootstrap: 4s", "bootstrap: -4s", "durations.bootstrap: must not be negative"},
+		{"bad restart duration", "startBackupService: 1s", "startBackupService: 1s\n  restartBackupService: soon", "durations.restartBackupService: \"soon\" is not a Go duration"},
+		{"negative restart duration", "startBackupService: 1s", "startBackupService: 1s\n  restartBackupService: -1s", "durations.restartBackupService: must not be negative"},
+		{"sync interval too long", "syncInterval: 20s", "syncInterval: 4h", "durations.syncInterval: 4h0m0s is outside"},
 		{"sync interval too short", "syncInterval: 20s", "syncInterval: 1s", "durations.syncInterval: 1s is outside"},
 		{"negative change rate", "changeRate: 0", "changeRate: -1", "durations.changeRate"},
 		{"zero batch capacity", "batchCapacity: 100", "batchCapacity: 0", "durations.batchCapacity"},
@@ -189,8 +192,13 @@ func TestPreexistingPairing(t *testing.T) {
 	if p := poolOf(t, d, pool02); p.BackupPool != pool01 {
 		t.Errorf("pool02 backup pool = %q", p.BackupPool)
 	}
-	if s := serverState(t, d, fe1p1); s.BootstrappedFor != pool02 || s.BackupService.Status != protocol.ServiceRunning {
+	// Running since the deployment started, serving the pairing.
+	if s := serverState(t, d, fe1p1); s.BootstrappedFor != pool02 || s.BackupService.Status != protocol.ServiceRunning ||
+		s.BackupService.Started == nil || !s.BackupService.Started.Equal(t0) || s.BackupServiceServes != pool02 || s.BackupServiceStale || !s.BootTime.Equal(t0) {
 		t.Errorf("fe01.pool01 = %+v", s)
+	}
+	if s := serverState(t, d, fe2p1); s.BackupService.Installed || s.BackupService.Started != nil || s.BackupServiceServes != "" {
+		t.Errorf("fe02.pool01 = %+v", s)
 	}
 	// Running on both sides from the start: the first export is under way.
 	if got := exports(t, d, pool01)["ConfServices.DataConf"]; got != protocol.ExportNonSteadyState {

@@ -11,7 +11,10 @@
 // The sim is meant to be as hard as a real deployment, never kinder: Bootstrapper.exe runs are
 // processes of the deployment that outlive the agent that started them (and refuse a second run
 // on the same server), reads can be slow and wait behind writes, and the agents themselves can be
-// killed and restarted (simrun) while the deployment goes on.
+// killed and restarted (simrun) while the deployment goes on. A Bootstrapper run that asks for a
+// restart gets nowhere until an administrator restarts the server (Reboot); a running LYNCBACKUP
+// ignores a changed pairing until it is restarted (RestartBackupService); Unpair removes the
+// backup data the pools hold of each other.
 package sim
 
 import (
@@ -111,11 +114,27 @@ type Deployment struct {
 	readsChanged chan struct{}
 }
 
-// host is one server's Lync Management Shell as the readsWaitForWrites model sees it.
+// host is one server's Lync Management Shell as the readsWaitForWrites model sees it, and the
+// machine's life as a reboot ends it.
 type host struct {
 	writes int
 	// idle is closed when writes drops to zero.
 	idle chan struct{}
+	// life ends (with cause errRestarted) when the server restarts: the writes its agent runs are
+	// cut short. A new one begins once the restart is over.
+	life context.Context
+	kill context.CancelCauseFunc
+	// rebooting is true while Reboot runs: Bootstrapper refuses to start.
+	rebooting bool
+}
+
+// errRestarted is the cause of what a server's restart cuts short.
+var errRestarted = errors.New("the server restarted")
+
+func newHost() *host {
+	h := &host{}
+	h.life, h.kill = context.WithCancelCause(context.Background())
+	return h
 }
 
 // Load reads a deployment file (YAML).
@@ -173,11 +192,18 @@ func Parse(data []byte, opts ...Option) (*Deployment, error) {
 		readsWait:    t.readsWaitForWrites,
 		readsChanged: make(chan struct{}),
 	}
+	now := d.clock.Now()
 	for _, s := range t.servers {
-		d.hosts[s.FQDN] = &host{}
+		d.hosts[s.FQDN] = newHost()
+		// Every server started with the deployment; a LYNCBACKUP the file says runs started then.
+		sm := d.st.Servers[s.FQDN]
+		sm.BootTime = now
+		if sm.BackupService.Status == protocol.ServiceRunning {
+			sm.BackupService.Started = cloneTime(&now)
+		}
 	}
 	// Directions that start active (a pre-existing, running pairing in the file) begin now.
-	settle(d.st, t, d.clock.Now())
+	settle(d.st, t, now)
 	if d.stateFile != "" {
 		saved, found, err := readStateFile(d.stateFile, t)
 		if err != nil {
@@ -185,7 +211,6 @@ func Parse(data []byte, opts ...Option) (*Deployment, error) {
 		}
 		if found {
 			// Whatever ran when the previous sim process died died with it, and changed nothing.
-			now := d.clock.Now()
 			for i := range saved.Timeline {
 				if saved.Timeline[i].Finished == nil {
 					finishExec(saved, i, now, OutcomeInterrupted)
@@ -308,11 +333,12 @@ func (d *Deployment) Reachable(fqdn string) bool {
 
 // Counts returns how many times each operation was called, keyed "<Kind>/<target>" with the
 // target spelled as in the deployment file: "Bootstrap/<server>", "StartBackupService/<server>",
-// "PairPools/<primary>", "Unpair/<primary>", "SyncBackup/<pool>". A call counts once it names a
-// valid target (a known pool; a server for the per-server kinds), before any wait and before the
-// checks that depend on the deployment's state, so a refused or cancelled call counts too (a
-// Bootstrap refused because Bootstrapper is already running on the server included). The admin
-// controls are not operations and do not count. Timeline says what actually ran.
+// "RestartBackupService/<server>", "PairPools/<primary>", "Unpair/<primary>", "SyncBackup/<pool>".
+// A call counts once it names a valid target (a known pool; a server for the per-server kinds),
+// before any wait and before the checks that depend on the deployment's state, so a refused or
+// cancelled call counts too (a Bootstrap refused because Bootstrapper is already running on the
+// server included). The admin controls (Reboot included) are not operations and do not count.
+// Timeline says what actually ran.
 func (d *Deployment) Counts() map[string]int {
 	var out map[string]int
 	d.read(func(st *mutState, _ time.Time) {
@@ -336,7 +362,8 @@ func (d *Deployment) Snapshot() State {
 	var out State
 	d.read(func(st *mutState, now time.Time) {
 		t := d.topo
-		out = State{Product: t.product, Now: now, TopologyVersion: st.TopologyVersion, CMSPool: t.cmsPool, Counts: map[string]int{}}
+		out = State{Product: t.product, Now: now, TopologyVersion: st.TopologyVersion, CMSPool: t.cmsPool, Counts: map[string]int{},
+			SyncInterval: time.Duration(st.SyncInterval).String()}
 		for k, v := range st.Counts {
 			out.Counts[k] = v
 		}
@@ -356,6 +383,7 @@ func (d *Deployment) Snapshot() State {
 				Backup:       status,
 				BackupActive: dir.Active,
 				Backlog:      dir.Backlog,
+				BackupDataOf: cloneStrings(pm.BackupDataOf),
 			}
 			if pm.VoiceFailover != nil {
 				v := *pm.VoiceFailover
@@ -367,12 +395,19 @@ func (d *Deployment) Snapshot() State {
 			sm := st.Servers[s.FQDN]
 			ss := ServerState{
 				FQDN: s.FQDN, Pool: s.Pool, Listen: s.Listen,
-				BackupService:   sm.BackupService,
-				BootstrappedFor: sm.BootstrappedFor,
-				Faults:          sm.Faults,
+				BackupService:       sm.BackupService,
+				BootstrappedFor:     sm.BootstrappedFor,
+				BackupServiceServes: sm.ServiceServes,
+				BackupServiceStale:  staleService(sm, st.Pools[s.Pool]),
+				BootTime:            sm.BootTime,
+				RebootPending:       sm.RebootRequested != nil,
+				RebootRequested:     cloneTime(sm.RebootRequested),
+				Faults:              sm.Faults,
 			}
+			ss.BackupService.Started = cloneTime(sm.BackupService.Started)
 			if sm.LastBootstrap != nil {
 				r := *sm.LastBootstrap
+				r.NextSteps = cloneStrings(r.NextSteps)
 				ss.LastBootstrap = &r
 			}
 			out.Servers = append(out.Servers, ss)
@@ -440,9 +475,123 @@ func (d *Deployment) StopBackupService(server string) error {
 		if !sm.BackupService.Installed {
 			return fmt.Errorf("%w: LYNCBACKUP is not installed on %s", lync.ErrConflict, name)
 		}
-		sm.BackupService.Status = protocol.ServiceStopped
+		markServiceStopped(sm)
 		return nil
 	})
+}
+
+// Reboot restarts Front End server, as its administrator would (the operator never does). At
+// once, and in this order:
+//   - a Bootstrapper.exe run in progress on it is cut short: it changes nothing, its caller gets
+//     lync.ErrUnavailable and the timeline records it Interrupted (Reboot returns once it has);
+//   - every write the server's agent runs through this deployment (PairPools, Unpair, SyncBackup,
+//     StartBackupService, RestartBackupService called on the server's Backend) is cut short the
+//     same way, and Reboot waits for them to return; a Bootstrap call meanwhile fails with
+//     lync.ErrUnavailable. (The agent process itself is simrun's: SimRunner.RebootServer kills and
+//     restarts it around this call.)
+//   - the boot time becomes now, and a restart a Bootstrapper run asked for is no longer pending;
+//   - LYNCBACKUP, when installed, went down with the machine (the directions it served stop, as
+//     after StopBackupService) and starts on its own as an automatic-start service does, whatever
+//     its state before: Running, with Started now, serving the partner the server is
+//     bootstrapped for now (a stale service is fixed by a reboot); unless the
+//     serviceWillNotStart fault is on (then Stopped).
+//
+// Reads and the other servers are not affected. Rebooting a server that is already restarting is
+// lync.ErrConflict.
+func (d *Deployment) Reboot(server string) error {
+	name, err := d.resolveServer(server)
+	if err != nil {
+		return err
+	}
+	d.ctl.Lock()
+	h := d.hosts[name]
+	if h.rebooting {
+		d.ctl.Unlock()
+		return fmt.Errorf("%w: %s is already restarting", lync.ErrConflict, name)
+	}
+	h.rebooting = true
+	h.kill(errRestarted) // the machine's processes end; writes that start meanwhile end at once
+	run := d.boots[name]
+	d.ctl.Unlock()
+	defer func() {
+		d.ctl.Lock()
+		h.life, h.kill = context.WithCancelCause(context.Background())
+		h.rebooting = false
+		d.ctl.Unlock()
+	}()
+	if run != nil {
+		run.kill(errRestarted)
+		<-run.done
+	}
+	for {
+		d.ctl.Lock()
+		writes, idle := h.writes, h.idle
+		d.ctl.Unlock()
+		if writes == 0 {
+			break
+		}
+		<-idle
+	}
+	return d.mutate(func(st *mutState, now time.Time) error {
+		sm := st.Servers[name]
+		sm.BootTime = now
+		sm.RebootRequested = nil
+		if sm.BackupService.Installed {
+			// UNVERIFIED: that LYNCBACKUP's start type is Automatic, as Lync Server's services are.
+			// It went down with the machine: the directions it served stop, then resume.
+			markServiceStopped(sm)
+			settle(st, d.topo, now)
+			if !sm.Faults.ServiceWillNotStart {
+				markServiceRunning(sm, now)
+			}
+		}
+		return nil
+	})
+}
+
+// markServiceStopped and markServiceRunning change LYNCBACKUP's state on one server: a service
+// that starts loads the partner the server is bootstrapped for, and serves it until it stops.
+func markServiceStopped(sm *serverMut) {
+	sm.BackupService.Status = protocol.ServiceStopped
+	sm.BackupService.Started = nil
+	sm.ServiceServes = ""
+}
+
+func markServiceRunning(sm *serverMut, now time.Time) {
+	sm.BackupService.Status = protocol.ServiceRunning
+	sm.BackupService.Started = cloneTime(&now)
+	sm.ServiceServes = sm.BootstrappedFor
+}
+
+// SetSyncInterval changes the Backup Service's SyncInterval (Set-CsBackupServiceConfiguration
+// -SyncInterval), which applies to every pool and is reported in BackupStatus.SyncIntervalSeconds.
+// Each direction is first brought up to now under the old interval; a replicating direction's
+// next periodic sync is then one new interval from now. Lync accepts 5s to 3h; the sim accepts
+// from MinTestSyncInterval (1s) so that tests on the wall clock can be quick. Persisted with the
+// state, as Lync's own configuration.
+func (d *Deployment) SetSyncInterval(interval time.Duration) error {
+	if interval < minRuntimeSyncInterval || interval > maxSyncInterval {
+		return fmt.Errorf("%w: syncInterval: %v is outside %v to %v (Lync itself accepts %v to %v)", ErrInvalid, interval, minRuntimeSyncInterval, maxSyncInterval, minSyncInterval, maxSyncInterval)
+	}
+	return d.mutate(func(st *mutState, now time.Time) error {
+		tm := timingOf(st, d.topo)
+		for _, pm := range st.Pools {
+			dir := pm.Backup.at(now, tm)
+			if dir.Active {
+				dir.TickOrigin = now
+			}
+			pm.Backup = dir
+		}
+		st.SyncInterval = jsonDuration(interval)
+		return nil
+	})
+}
+
+// SyncInterval returns the Backup Service's SyncInterval in force.
+func (d *Deployment) SyncInterval() time.Duration {
+	var out time.Duration
+	d.read(func(st *mutState, _ time.Time) { out = time.Duration(st.SyncInterval) })
+	return out
 }
 
 // SetUnreachable turns the "unreachable" fault of a pool alias or a server's agent on or off.

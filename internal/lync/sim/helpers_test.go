@@ -212,6 +212,12 @@ func startService(t *testing.T, d *Deployment, clk *FakeClock, server string) er
 	return do(t, clk, time.Second, func() error { return be.StartBackupService(context.Background()) })
 }
 
+func restartService(t *testing.T, d *Deployment, clk *FakeClock, server string) error {
+	t.Helper()
+	be := backend(t, d, server)
+	return do(t, clk, time.Second, func() error { return be.RestartBackupService(context.Background()) })
+}
+
 func syncBackup(t *testing.T, d *Deployment, clk *FakeClock, pool string) error {
 	t.Helper()
 	be := via(t, d, pool)

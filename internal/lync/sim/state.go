@@ -24,9 +24,14 @@ type mutState struct {
 	Servers         map[string]*serverMut `json:"servers"`
 	Counts          map[string]int        `json:"counts"`
 	Timeline        []Execution           `json:"timeline,omitempty"`
+	// SyncInterval is the Backup Service's SyncInterval (Set-CsBackupServiceConfiguration), global
+	// to the deployment: Lync's configuration, so it survives a restart of the sim process.
+	SyncInterval jsonDuration `json:"syncInterval"`
 }
 
-const stateFormatVersion = 1
+// stateFormatVersion 2 added boot times, pending restarts, what a running LYNCBACKUP serves, the
+// backup data each pool holds and the sync interval: a version 1 file cannot say what they were.
+const stateFormatVersion = 2
 
 type poolMut struct {
 	BackupPool    string                  `json:"backupPool,omitempty"`
@@ -36,15 +41,31 @@ type poolMut struct {
 	ImportError   []string                `json:"importError,omitempty"`
 	// Backup is the direction from this pool to its backup pool.
 	Backup direction `json:"backup"`
+	// BackupDataOf lists the pools whose user data this pool stores as their backup pool (sorted).
+	// A pool starts holding its partner's data when the partner's direction first replicates to
+	// it. Lync does not delete it when the pairing changes (it is only no longer updated):
+	// Remove-CsUserStoreBackupData does, which the sim's Unpair models.
+	BackupDataOf []string `json:"backupDataOf,omitempty"`
 }
 
 type serverMut struct {
+	// BackupService is LYNCBACKUP as Get-CsWindowsService shows it; Started is set while Running.
 	BackupService protocol.BackupService `json:"backupService"`
 	// BootstrappedFor is the backup pool the topology named when Bootstrapper last succeeded here:
-	// LYNCBACKUP replicates to that partner until Bootstrapper runs again.
-	BootstrappedFor string        `json:"bootstrappedFor,omitempty"`
-	LastBootstrap   *BootstrapRun `json:"lastBootstrap,omitempty"`
-	Faults          ServerFaults  `json:"faults"`
+	// the machine is configured for that partner until Bootstrapper runs again.
+	BootstrappedFor string `json:"bootstrappedFor,omitempty"`
+	// ServiceServes is the partner the running LYNCBACKUP loaded when it started (the server's
+	// BootstrappedFor then); "" when it is not running. A running service keeps serving it until
+	// it is restarted, whatever the topology or Bootstrapper change meanwhile.
+	ServiceServes string        `json:"serviceServes,omitempty"`
+	LastBootstrap *BootstrapRun `json:"lastBootstrap,omitempty"`
+	// BootTime is when the server's operating system last started: the deployment's start, then
+	// each Reboot.
+	BootTime time.Time `json:"bootTime"`
+	// RebootRequested is when a Bootstrapper run asked for a restart (exit 3010) that has not
+	// happened yet; nil when no restart is pending. Reboot clears it.
+	RebootRequested *time.Time   `json:"rebootRequested,omitempty"`
+	Faults          ServerFaults `json:"faults"`
 }
 
 // BootstrapRun is the last Bootstrapper.exe run on a simulated server.
@@ -54,6 +75,26 @@ type BootstrapRun struct {
 	Succeeded      bool      `json:"succeeded"`
 	RebootRequired bool      `json:"rebootRequired,omitempty"`
 	BackupPool     string    `json:"backupPool,omitempty"`
+	// NextSteps are the administrator's steps after a successful run (lync.BootstrapResult.NextSteps).
+	NextSteps []string `json:"nextSteps,omitempty"`
+}
+
+// jsonDuration is a time.Duration written as a Go duration string ("2m0s") in the state file.
+type jsonDuration time.Duration
+
+func (d jsonDuration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *jsonDuration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration must be a string like \"2m0s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = jsonDuration(v)
+	return nil
 }
 
 func newMutState() *mutState {
@@ -76,6 +117,7 @@ func (s *mutState) clone() *mutState {
 		Pools:           make(map[string]*poolMut, len(s.Pools)),
 		Servers:         make(map[string]*serverMut, len(s.Servers)),
 		Counts:          make(map[string]int, len(s.Counts)),
+		SyncInterval:    s.SyncInterval,
 	}
 	for k, p := range s.Pools {
 		cp := *p
@@ -84,14 +126,18 @@ func (s *mutState) clone() *mutState {
 			cp.VoiceFailover = &v
 		}
 		cp.ExportError, cp.ImportError = cloneStrings(p.ExportError), cloneStrings(p.ImportError)
+		cp.BackupDataOf = cloneStrings(p.BackupDataOf)
 		c.Pools[k] = &cp
 	}
 	for k, sv := range s.Servers {
 		cs := *sv
 		if sv.LastBootstrap != nil {
 			b := *sv.LastBootstrap
+			b.NextSteps = cloneStrings(b.NextSteps)
 			cs.LastBootstrap = &b
 		}
+		cs.BackupService.Started = cloneTime(sv.BackupService.Started)
+		cs.RebootRequested = cloneTime(sv.RebootRequested)
 		c.Servers[k] = &cs
 	}
 	for k, n := range s.Counts {
@@ -99,6 +145,14 @@ func (s *mutState) clone() *mutState {
 	}
 	c.Timeline = cloneTimeline(s.Timeline)
 	return c
+}
+
+func cloneTime(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	c := *t
+	return &c
 }
 
 // cloneStrings copies a list, keeping an empty one nil as the state file does.
@@ -146,6 +200,11 @@ func readStateFile(path string, t *topology) (st *mutState, found bool, err erro
 		if !poolName(pm.BackupPool) || !poolName(pm.Backup.Partner) {
 			return nil, true, mismatch("pool " + p.FQDN + " names an unknown backup pool")
 		}
+		for _, o := range pm.BackupDataOf {
+			if o == "" || o == p.FQDN || !poolName(o) {
+				return nil, true, fmt.Errorf("state file %s: pools[%q].backupDataOf: %q is not another pool of the deployment", path, p.FQDN, o)
+			}
+		}
 	}
 	for _, s := range t.servers {
 		sm, ok := st.Servers[s.FQDN]
@@ -158,6 +217,23 @@ func readStateFile(path string, t *topology) (st *mutState, found bool, err erro
 		if !slices.Contains([]string{"", protocol.ServiceStopped, protocol.ServiceRunning}, sm.BackupService.Status) {
 			return nil, true, mismatch("server " + s.FQDN + " has backup service status " + sm.BackupService.Status)
 		}
+		field := func(name string) string { return fmt.Sprintf("state file %s: servers[%q].%s", path, s.FQDN, name) }
+		running := sm.BackupService.Status == protocol.ServiceRunning
+		switch {
+		case sm.BootTime.IsZero():
+			return nil, true, fmt.Errorf("%s: required", field("bootTime"))
+		case !poolName(sm.ServiceServes):
+			return nil, true, fmt.Errorf("%s: %q is not a pool of the deployment", field("serviceServes"), sm.ServiceServes)
+		case running != (sm.BackupService.Started != nil):
+			return nil, true, fmt.Errorf("%s: set exactly when the service is Running (status %q)", field("backupService.started"), sm.BackupService.Status)
+		case !running && sm.ServiceServes != "":
+			return nil, true, fmt.Errorf("%s: set while the service is not Running (status %q)", field("serviceServes"), sm.BackupService.Status)
+		case sm.RebootRequested != nil && sm.RebootRequested.Before(sm.BootTime):
+			return nil, true, fmt.Errorf("%s: %s is before the boot time %s: a restart clears it", field("rebootRequested"), stamp(*sm.RebootRequested), stamp(sm.BootTime))
+		}
+	}
+	if si := time.Duration(st.SyncInterval); si < minRuntimeSyncInterval || si > maxSyncInterval {
+		return nil, true, fmt.Errorf("state file %s: syncInterval: %v is outside %v to %v", path, si, minRuntimeSyncInterval, maxSyncInterval)
 	}
 	if st.Counts == nil {
 		st.Counts = map[string]int{}
@@ -221,6 +297,8 @@ type State struct {
 	Bootstrapping []string `json:"bootstrapping,omitempty"`
 	// Reads are the read settings in force.
 	Reads ReadSettings `json:"reads"`
+	// SyncInterval is the Backup Service's SyncInterval in force (a Go duration), for every pool.
+	SyncInterval string `json:"syncInterval"`
 }
 
 // ReadSettings are how reads behave (durations.read, readsWaitForWrites, Deployment.SetReads).
@@ -245,16 +323,35 @@ type PoolState struct {
 	// a bootstrapped server of each pool); Backlog is the changes waiting to be exported.
 	BackupActive bool    `json:"backupActive"`
 	Backlog      float64 `json:"backlog"`
+	// BackupDataOf lists the pools whose user data this pool stores as a backup pool (sorted; empty
+	// when none): its partner's once that direction has replicated, and an earlier partner's
+	// until Unpair removes it (Remove-CsUserStoreBackupData). A pairing changed out of band
+	// (SetBackupPool) leaves it behind, as Lync does.
+	BackupDataOf []string `json:"backupDataOf,omitempty"`
 }
 
 // ServerState is one Front End server.
 type ServerState struct {
-	FQDN            string                 `json:"fqdn"`
-	Pool            string                 `json:"pool"`
-	Listen          string                 `json:"listen"`
-	BackupService   protocol.BackupService `json:"backupService"`
-	BootstrappedFor string                 `json:"bootstrappedFor,omitempty"`
-	LastBootstrap   *BootstrapRun          `json:"lastBootstrap,omitempty"`
+	FQDN   string `json:"fqdn"`
+	Pool   string `json:"pool"`
+	Listen string `json:"listen"`
+	// BackupService is what Get-CsWindowsService reports (Started set while Running).
+	BackupService protocol.BackupService `json:"backupService"`
+	// BootstrappedFor is the partner Bootstrapper last configured the machine for.
+	BootstrappedFor string `json:"bootstrappedFor,omitempty"`
+	// BackupServiceServes is the partner the running LYNCBACKUP loaded when it started ("" when it
+	// does not run). BackupServiceStale is true while it runs and its pool is paired with another
+	// partner (or it started before the server was bootstrapped for the current one): the pool's
+	// backup is then broken in both directions until RestartBackupService (or a reboot).
+	BackupServiceServes string        `json:"backupServiceServes,omitempty"`
+	BackupServiceStale  bool          `json:"backupServiceStale,omitempty"`
+	LastBootstrap       *BootstrapRun `json:"lastBootstrap,omitempty"`
+	// BootTime is when the server last started (the deployment's start, then each Reboot).
+	BootTime time.Time `json:"bootTime"`
+	// RebootPending is true from a Bootstrapper run that asked for a restart (exit 3010) until
+	// the server restarts (Reboot); RebootRequested is when the run asked.
+	RebootPending   bool       `json:"rebootPending,omitempty"`
+	RebootRequested *time.Time `json:"rebootRequested,omitempty"`
 	// Faults are what is left of the server's faults.
 	Faults ServerFaults `json:"faults"`
 }

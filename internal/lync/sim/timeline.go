@@ -14,13 +14,16 @@ const (
 	OutcomeSucceeded = "Succeeded"
 	OutcomeFailed    = "Failed"
 	// OutcomeInterrupted: the call's ctx ended (the agent stopped, the operation timed out) before
-	// it returned, or the sim process died while it ran; it changed nothing.
+	// it returned, the server whose agent ran it restarted (Deployment.Reboot), or the sim process
+	// died while it ran; it changed nothing, except that an interrupted RestartBackupService has
+	// stopped the service and left it Stopped.
 	OutcomeInterrupted = "Interrupted"
 )
 
 // Execution is one execution of an operation's backend method, as the deployment saw it.
 //
-// Every call of PairPools, Unpair, SyncBackup and StartBackupService that names a valid target is
+// Every call of PairPools, Unpair, SyncBackup, StartBackupService and RestartBackupService that
+// names a valid target is
 // one execution, from the call to its return, whatever it did (an idempotent call that found
 // nothing to do Succeeded; a refusal Failed). A Bootstrap execution is one Bootstrapper.exe run:
 // from its start to its end, with the run's outcome whatever its caller's ctx did (a run outlives
@@ -29,16 +32,23 @@ const (
 type Execution struct {
 	// Kind is the operation kind (protocol.OperationKind).
 	Kind string `json:"kind"`
-	// Target is spelled as in the Counts keys: the server for Bootstrap and StartBackupService,
-	// the pool for SyncBackup, the primary pool for PairPools and Unpair.
+	// Target is spelled as in the Counts keys: the server for Bootstrap, StartBackupService and
+	// RestartBackupService, the pool for SyncBackup, the primary pool for PairPools and Unpair.
 	Target string `json:"target"`
 	// Server is the Front End whose view (agent) ran it.
 	Server  string    `json:"server"`
 	Started time.Time `json:"started"`
 	// Finished is nil while it runs.
 	Finished *time.Time `json:"finished,omitempty"`
-	// Outcome is OutcomeSucceeded, OutcomeFailed or OutcomeInterrupted; empty while it runs.
+	// Outcome is OutcomeSucceeded, OutcomeFailed or OutcomeInterrupted; empty while it runs. A
+	// Bootstrapper run that asks for a restart (exit 3010) is OutcomeFailed: it did not finish.
 	Outcome string `json:"outcome,omitempty"`
+	// RebootRequired (Bootstrap only): the run ended asking for a restart of the server (exit 3010).
+	RebootRequired bool `json:"rebootRequired,omitempty"`
+	// RebootPending (Bootstrap only): the run started while a restart that an earlier run asked
+	// for was still pending on the server. Such a run does nothing but ask again (Duplicates
+	// reports it): the operator must wait for the administrator's restart.
+	RebootPending bool `json:"rebootPending,omitempty"`
 }
 
 func cloneTimeline(in []Execution) []Execution {
@@ -137,9 +147,16 @@ func (x *execution) finish(outcome string) {
 // after a Failed or Interrupted one is a legitimate retry. The rule is the same for every kind, so
 // a second SyncBackup of a pool after a successful one counts, even when the direction needed a
 // sync again (a backlog that grew back), and so does a second StartBackupService after the
-// service was stopped: tests that do this on purpose expect those lines. Executions that start at
-// the same instant another finishes do not overlap. It returns one human-readable line per
-// duplicate, in timeline order.
+// service was stopped, or a second RestartBackupService of a server after a later pairing change:
+// tests that do this on purpose expect those lines. Executions that start at the same instant
+// another finishes do not overlap.
+//
+// Bootstrap has one more rule: a run that started while a restart an earlier run asked for was
+// still pending on the server (Execution.RebootPending) is a duplicate, since the operator must
+// wait for the administrator's restart. A run after a run that asked for a restart (exit 3010)
+// and after the restart is legitimate.
+//
+// It returns one human-readable line per duplicate, in timeline order.
 func Duplicates(timeline []Execution) []string {
 	type group struct {
 		key   string
@@ -166,23 +183,38 @@ func Duplicates(timeline []Execution) []string {
 		execs := g.execs
 		// By start time; the timeline's order breaks ties.
 		slices.SortStableFunc(execs, func(a, b int) int { return timeline[a].Started.Compare(timeline[b].Started) })
-		for j := 1; j < len(execs); j++ {
+		for j := range execs {
 			x := timeline[execs[j]]
+			why := ""
 			for i := range j {
 				p := timeline[execs[i]]
-				var why string
 				switch {
 				case p.Finished == nil || p.Finished.After(x.Started):
 					why = fmt.Sprintf("while the %s (started at %s) was still running", ordinal(i+1), stamp(p.Started))
-				case p.Outcome == OutcomeSucceeded:
+				case p.Outcome == OutcomeSucceeded && !p.RebootRequired:
 					why = fmt.Sprintf("after the %s succeeded at %s", ordinal(i+1), stamp(*p.Finished))
 				default:
 					continue
 				}
-				dups = append(dups, dup{at: execs[j], line: fmt.Sprintf("%s ran %d times; the %s started at %s on %s %s",
-					g.key, len(execs), ordinal(j+1), stamp(x.Started), x.Server, why)})
 				break
 			}
+			if why == "" && x.RebootPending {
+				why = "while a restart of the server was pending"
+				// Name the run that asked for it: the last one before x that did, not itself
+				// started while the restart was pending.
+				for i := j - 1; i >= 0; i-- {
+					if p := timeline[execs[i]]; p.RebootRequired && !p.RebootPending && p.Finished != nil {
+						why += fmt.Sprintf(" (the %s asked for it at %s)", ordinal(i+1), stamp(*p.Finished))
+						break
+					}
+				}
+				why += ": only the administrator's restart lets Bootstrapper go on"
+			}
+			if why == "" {
+				continue
+			}
+			dups = append(dups, dup{at: execs[j], line: fmt.Sprintf("%s ran %d times; the %s started at %s on %s %s",
+				g.key, len(execs), ordinal(j+1), stamp(x.Started), x.Server, why)})
 		}
 	}
 	slices.SortStableFunc(dups, func(a, b dup) int { return a.at - b.at })

@@ -24,6 +24,12 @@ func ex(kind, target, server string, started, finished float64, outcome string) 
 	return x
 }
 
+// reboot sets the restart flags of a hand-made Bootstrap execution.
+func reboot(x Execution, required, pending bool) Execution {
+	x.RebootRequired, x.RebootPending = required, pending
+	return x
+}
+
 func TestDuplicates(t *testing.T) {
 	const (
 		boot = "Bootstrap"
@@ -68,6 +74,21 @@ func TestDuplicates(t *testing.T) {
 			ex(sync, pool01, fe1p1, 0, 3, OutcomeSucceeded),
 			ex(sync, pool01, fe2p1, 60, 63, OutcomeSucceeded),
 		}, want: []string{"SyncBackup pool01.contoso.com ran 2 times; the 2nd"}},
+		{name: "a run while a restart is pending is a duplicate; after the restart it is not", tl: []Execution{
+			reboot(ex(boot, fe1p1, fe1p1, 0, 4, OutcomeFailed), true, false),  // asks for a restart
+			reboot(ex(boot, fe1p1, fe1p1, 10, 14, OutcomeFailed), true, true), // pending: asks again
+			reboot(ex(boot, fe1p1, fe1p1, 20, 24, OutcomeFailed), true, true),
+			ex(boot, fe1p1, fe1p1, 60, 64, OutcomeSucceeded), // after the restart
+			reboot(ex(boot, fe2p1, fe2p1, 0, 4, OutcomeFailed), true, false),
+			ex(boot, fe2p1, fe2p1, 60, 64, OutcomeSucceeded),
+		}, want: []string{
+			"Bootstrap fe01.pool01.contoso.com ran 4 times; the 2nd started at 2026-03-02T09:00:10.000Z on fe01.pool01.contoso.com while a restart of the server was pending (the 1st asked for it at 2026-03-02T09:00:04.000Z): only the administrator's restart lets Bootstrapper go on",
+			"the 3rd started at 2026-03-02T09:00:20.000Z on fe01.pool01.contoso.com while a restart of the server was pending (the 1st asked for it at 2026-03-02T09:00:04.000Z)",
+		}},
+		{name: "a run that asked for a restart is no success to duplicate, whatever its outcome", tl: []Execution{
+			reboot(ex(boot, fe1p1, fe1p1, 0, 4, OutcomeSucceeded), true, false),
+			ex(boot, fe1p1, fe1p1, 60, 64, OutcomeSucceeded),
+		}},
 		{name: "every duplicate has its line, in timeline order, even out of start order", tl: []Execution{
 			ex(boot, fe1p1, fe1p1, 20, 24, OutcomeSucceeded),
 			ex(boot, fe1p1, fe1p1, 0, 4, OutcomeSucceeded),
