@@ -63,13 +63,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = certsCommand(rest, stdout, stderr)
 	case "service":
 		err = serviceCommand(ctx, rest, stdout, stderr)
+	case "doctor":
+		err = doctorCommand(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "lync-agent: unknown command %q\n\n%s", cmd, usageText)
 		return exitUsage
 	}
+	var ec *exitCode
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &ec):
+		if ec.msg != "" {
+			fmt.Fprintf(stderr, "lync-agent %s: %s\n", args[0], ec.msg)
+		}
+		return ec.code
 	case errors.Is(err, errHelp):
 		return exitOK
 	case errors.Is(err, errUsage):

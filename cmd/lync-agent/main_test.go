@@ -294,6 +294,35 @@ func TestSimServesEveryEndpointAndSimctlInjectsFaults(t *testing.T) {
 	if code, _, errOut := simctl("reads", "soon", "true"); code != exitUsage {
 		t.Errorf("reads with a bad latency: %d %q", code, errOut)
 	}
+	// The sync interval, reported in every backup status.
+	if code, out, errOut := simctl("set-sync-interval", "30s"); code != 0 || !strings.Contains(out, "ok: set-sync-interval 30s") {
+		t.Errorf("set-sync-interval: %d %s %s", code, out, errOut)
+	}
+	if code, out, _ := simctl("state"); code != 0 || !strings.Contains(out, `"syncInterval": "30s"`) || !strings.Contains(out, `"syncIntervalSeconds": 30`) {
+		t.Errorf("state after set-sync-interval: %s", out)
+	}
+	if code, _, errOut := simctl("set-sync-interval", "100ms"); code != exitError || !strings.Contains(errOut, "Invalid") {
+		t.Errorf("set-sync-interval out of range: %d %q", code, errOut)
+	}
+	if code, _, errOut := simctl("set-sync-interval", "soon"); code != exitUsage {
+		t.Errorf("set-sync-interval with a bad duration: %d %q", code, errOut)
+	}
+	// Reboot a server: its agent goes down with it and answers again.
+	if code, out, errOut := simctl("reboot", fe); code != 0 || !strings.Contains(out, "ok: reboot "+fe) {
+		t.Errorf("reboot: %d %s %s", code, out, errOut)
+	}
+	if info, err := client.Info(t.Context(), endpoints[fe]); err != nil && !errors.Is(err, agentclient.ErrUnavailable) || err == nil && info.ServerFQDN != fe {
+		t.Errorf("after reboot: %+v %v", info, err)
+	}
+	if srv, err := client.Server(t.Context(), endpoints[fe]); err != nil || srv.BootTime == nil || time.Since(*srv.BootTime) > time.Minute {
+		t.Errorf("rebooted server: %+v %v", srv, err)
+	}
+	if code, _, errOut := simctl("reboot", "pool01.contoso.com"); code != exitError || !strings.Contains(errOut, "alias") {
+		t.Errorf("reboot of a pool: %d %q", code, errOut)
+	}
+	if code, _, errOut := simctl("reboot"); code != exitUsage {
+		t.Errorf("reboot without a server: %d %q", code, errOut)
+	}
 
 	cancel()
 	select {

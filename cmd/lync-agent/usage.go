@@ -10,6 +10,8 @@ over HTTPS to clients presenting a certificate signed by the CA you give it (mut
 
 Usage:
   lync-agent serve   [flags]         run the agent in this console (Ctrl+C stops it)
+  lync-agent doctor  [serve flags] [--show-values] [--json]
+                                     check, read-only, that this server is what the agent assumes
   lync-agent service install [--name lync-agent] [--account DOMAIN\user] -- [serve flags]
                                      install as a Windows service that runs "serve" with those flags
   lync-agent service uninstall|start|stop [--name lync-agent]
@@ -22,7 +24,9 @@ Usage:
   lync-agent --version | --help
   lync-agent <command> --help        the flags of one command
 
-Example: install on a Lync Server 2013 Front End server (PowerShell, as Administrator):
+Example: install on a Lync Server 2013 Front End server (PowerShell, as Administrator). First run
+"lync-agent doctor" with the serve flags below, as the service's account: every FAIL line says
+what to fix.
   .\lync-agent.exe service install --account CONTOSO\svc-lyncagent -- ` + "`" + `
       --listen :9443 --product lync2013 ` + "`" + `
       --tls-cert C:\lync-agent\tls\server.crt --tls-key C:\lync-agent\tls\server.key ` + "`" + `
