@@ -112,6 +112,9 @@
 //
 // # UNVERIFIED seams (need a lab check; each is marked in the code)
 //
+// `lync-agent doctor` (Diagnose, doctor.go) checks, read-only, the ones a server can show; the
+// README lists those it cannot.
+//
 //   - Pairing: PairPools/Unpair use Set-CsRegistrar -BackupRegistrar both ways plus
 //     Enable-CsTopology (PairingMechanismVerified = false; Invoke-AgentPairPools/Invoke-AgentUnpair).
 //   - Get-CsPoolBackupRelationship: the property that holds the backup pool
