@@ -238,15 +238,25 @@ func (r *SimRunner) lookup(fqdn string) (*endpoint, error) {
 func (r *SimRunner) RestartAgent(fqdn string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e, err := r.lookup(fqdn)
+	e, err := r.lookupServer(fqdn)
 	if err != nil {
 		return err
 	}
-	if e.Kind != sim.KindServer {
-		return fmt.Errorf("%w: %s is a pool alias (its DNS name), not an agent; restart one of its Front End servers' agents", sim.ErrInvalid, e.FQDN)
-	}
 	r.stopLocked(e, 0)
 	return r.startLocked(e)
+}
+
+// lookupServer finds a Front End server's endpoint; a pool alias (its DNS name) is sim.ErrInvalid.
+// Called with r.mu held.
+func (r *SimRunner) lookupServer(fqdn string) (*endpoint, error) {
+	e, err := r.lookup(fqdn)
+	if err != nil {
+		return nil, err
+	}
+	if e.Kind != sim.KindServer {
+		return nil, fmt.Errorf("%w: %s is a pool alias (its DNS name), not a Front End server; name one of its servers", sim.ErrInvalid, e.FQDN)
+	}
+	return e, nil
 }
 
 // RebootServer restarts Front End server fqdn as its administrator would (the operator never
@@ -261,12 +271,9 @@ func (r *SimRunner) RestartAgent(fqdn string) error {
 func (r *SimRunner) RebootServer(fqdn string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e, err := r.lookup(fqdn)
+	e, err := r.lookupServer(fqdn)
 	if err != nil {
 		return err
-	}
-	if e.Kind != sim.KindServer {
-		return fmt.Errorf("%w: %s is a pool alias (its DNS name), not a server; reboot one of its Front End servers", sim.ErrInvalid, e.FQDN)
 	}
 	r.stopLocked(e, 0)
 	if err := r.d.Reboot(e.FQDN); err != nil {

@@ -74,7 +74,7 @@ func fakeDoctor() int {
 	}
 	var script string
 	if problem == "" {
-		script, problem = readDoctorScript(in, product)
+		script, problem = readReviewed(in, doctorGoldenName(product), "the doctor's script")
 	}
 	if problem == "" {
 		problem = checkDoctorScript(product, script)
@@ -117,31 +117,6 @@ func fakeDoctor() int {
 	}
 	reply(true, facts, "")
 	return 0
-}
-
-// readDoctorScript reads stdin up to the sentinel, comparing each line with the reviewed copy.
-func readDoctorScript(in *bufio.Reader, product string) (string, string) {
-	path := filepath.Join(os.Getenv(envGolden), doctorGoldenName(product))
-	golden, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Sprintf("no reviewed doctor script for %q: %v", product, err)
-	}
-	want := strings.SplitAfter(string(golden), "\n")
-	if want[len(want)-1] == "" {
-		want = want[:len(want)-1]
-	}
-	var got strings.Builder
-	for i, w := range want {
-		line, err := in.ReadString('\n')
-		got.WriteString(line)
-		if line != w {
-			return got.String(), fmt.Sprintf("the doctor's script differs from %s at line %d:\n got  %.200q\n want %.200q", path, i+1, line, w)
-		}
-		if err != nil && i < len(want)-1 {
-			return got.String(), "stdin ended before the sentinel"
-		}
-	}
-	return got.String(), ""
 }
 
 // doctorAllowed are the only commands the doctor's script may name: reads, and the session's own
@@ -244,30 +219,8 @@ func checkDoctorRequest(line, server string) string {
 //
 //	go test ./internal/lync/powershell -run 'TestBootstrapGolden|TestDoctorGolden' -update
 func TestDoctorGolden(t *testing.T) {
-	for product := range wantModule {
-		path := filepath.Join("testdata", doctorGoldenName(product))
-		got, err := doctorInput(product)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if *update {
-			if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("wrote %s: review it before committing", path)
-			continue
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (a new product? review its script, then run with -update)", err)
-		}
-		if got != string(want) {
-			t.Errorf("%s: the doctor's script differs from the reviewed %s (- reviewed, + code); if the change is meant "+
-				"(doctor_script.go, or the backend's loader or prelude), review it and run: "+
-				"go test ./internal/lync/powershell -run 'TestBootstrapGolden|TestDoctorGolden' -update\n%s",
-				product, path, lineDiff(string(want), got))
-		}
-	}
+	checkGolden(t, doctorGoldenName, doctorInput, "the doctor's script (doctor_script.go, or the backend's loader or prelude)",
+		"TestBootstrapGolden|TestDoctorGolden")
 }
 
 // The reviewed copies pass the checks that depend on neither them nor the code: read-only,

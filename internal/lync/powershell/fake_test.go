@@ -212,7 +212,7 @@ func fakePowerShell() int {
 		f.raw("Windows PowerShell\r\nCopyright (C) 2016 Microsoft Corporation. All rights reserved.\r\n\r\n")
 	}
 	in := bufio.NewReader(os.Stdin)
-	got, problem := readBootstrap(in, f.product)
+	got, problem := readReviewed(in, goldenName(f.product), "the bootstrap input")
 	if problem == "" {
 		problem = checkBootstrap(f.product, os.Args[1:], got)
 	}
@@ -696,16 +696,17 @@ func (f *fakeHost) raw(s string) {
 	f.out.Flush()
 }
 
-// readBootstrap reads the bootstrap input line by line, comparing each with the reviewed script
-// (testdata/bootstrap-<product>.golden), up to and including its last line (the sentinel). It
-// stops at the first difference, so a wrong script fails at once rather than when stdin ends.
-func readBootstrap(in *bufio.Reader, product string) (string, string) {
-	path := filepath.Join(os.Getenv(envGolden), goldenName(product))
-	golden, err := os.ReadFile(path)
+// readReviewed reads a script from stdin line by line, comparing each with its reviewed copy
+// (testdata/<golden>), up to and including its last line (the sentinel). It stops at the first
+// difference, so a wrong script fails at once rather than when stdin ends. what names the script
+// in the problem it returns.
+func readReviewed(in *bufio.Reader, golden, what string) (string, string) {
+	path := filepath.Join(os.Getenv(envGolden), golden)
+	reviewed, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Sprintf("no reviewed script for %q: %v", product, err)
+		return "", fmt.Sprintf("no reviewed copy of %s: %v", what, err)
 	}
-	want := strings.SplitAfter(string(golden), "\n")
+	want := strings.SplitAfter(string(reviewed), "\n")
 	if want[len(want)-1] == "" {
 		want = want[:len(want)-1]
 	}
@@ -714,10 +715,10 @@ func readBootstrap(in *bufio.Reader, product string) (string, string) {
 		line, err := in.ReadString('\n')
 		got.WriteString(line)
 		if line != w {
-			return got.String(), fmt.Sprintf("bootstrap input differs from %s at line %d:\n got  %.200q\n want %.200q", path, i+1, line, w)
+			return got.String(), fmt.Sprintf("%s differs from %s at line %d:\n got  %.200q\n want %.200q", what, path, i+1, line, w)
 		}
 		if err != nil && i < len(want)-1 {
-			return got.String(), "stdin ended before the bootstrap sentinel"
+			return got.String(), "stdin ended before the sentinel of " + what
 		}
 	}
 	return got.String(), ""

@@ -20,9 +20,17 @@ var update = flag.Bool("update", false, "rewrite testdata/bootstrap-*.golden fro
 // The bootstrap input of each product equals its reviewed copy in testdata (the fake PowerShell
 // holds every host to the same copy).
 func TestBootstrapGolden(t *testing.T) {
+	checkGolden(t, goldenName, bootstrapInput, "the bootstrap input (scripts.go)", "TestBootstrapGolden")
+}
+
+// checkGolden compares each product's script, as the code makes it, with its reviewed copy
+// testdata/<name(product)>, or rewrites the copy under -update. run names the test to run with
+// -update when the change is meant.
+func checkGolden(t *testing.T, name func(string) string, make func(string) (string, error), what, run string) {
+	t.Helper()
 	for product := range wantModule {
-		path := filepath.Join("testdata", goldenName(product))
-		got, err := bootstrapInput(product)
+		path := filepath.Join("testdata", name(product))
+		got, err := make(product)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,9 +46,8 @@ func TestBootstrapGolden(t *testing.T) {
 			t.Fatalf("%v (a new product? review its script, then run with -update)", err)
 		}
 		if got != string(want) {
-			t.Errorf("%s: the bootstrap input differs from the reviewed %s (- reviewed, + scripts.go); if the change is "+
-				"meant, review it and run: go test ./internal/lync/powershell -run TestBootstrapGolden -update\n%s",
-				product, path, lineDiff(string(want), got))
+			t.Errorf("%s: %s differs from the reviewed %s (- reviewed, + code); if the change is meant, review it and run: "+
+				"go test ./internal/lync/powershell -run '%s' -update\n%s", product, what, path, run, lineDiff(string(want), got))
 		}
 	}
 }
