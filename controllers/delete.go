@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -38,9 +39,14 @@ func (p *pass) reconcileDelete(ctx context.Context) error {
 		p.deleting(StepUnpairing, fmt.Sprintf("Unpairing %s and %s", pp.Spec.Primary.FQDN, pp.Spec.Backup.FQDN))
 		return nil
 	}
+	// Finished server steps first, so the observation that follows sees their effect.
+	for i := range st.Servers {
+		p.track(ctx, serverSlot(&st.Servers[i]))
+	}
 
 	obs := observe(ctx, p.agents, pp)
 	p.obs = obs
+	p.updateServers()
 	for _, pool := range obs.pools() {
 		if !pool.ok() && !pool.notFound() {
 			p.wantRequeue(p.r.UnreachableRetry)
@@ -53,7 +59,7 @@ func (p *pass) reconcileDelete(ctx context.Context) error {
 		return pool.ok() && protocol.SameFQDN(pool.Pool.BackupPool, pool.Partner)
 	}
 	if !pairedWithUs(&obs.Primary) && !pairedWithUs(&obs.Backup) {
-		p.released = true
+		p.released = !p.restartAfterUnpair(ctx, letGo)
 		return nil
 	}
 	msg := fmt.Sprintf("Unpairing %s and %s", pp.Spec.Primary.FQDN, pp.Spec.Backup.FQDN)
@@ -73,6 +79,54 @@ func (p *pass) reconcileDelete(ctx context.Context) error {
 	}
 	p.deleting(StepUnpairing, p.orWaiting(msg, st.Operation != nil))
 	return nil
+}
+
+// restartAfterUnpair restarts LYNCBACKUP on every server where it has run since before the Unpair
+// this PoolPair carried out: a running service keeps the partner it loaded at its start, and
+// Microsoft's procedure stops and starts it after a pairing is removed (Lync Server 2013 "Front
+// End pool ABC failover procedure", step 24). It reports whether that is still under way.
+func (p *pass) restartAfterUnpair(ctx context.Context, letGo string) bool {
+	st := &p.pp.Status
+	unpaired := st.LastOperation
+	if unpaired == nil || unpaired.Kind != string(protocol.KindUnpair) || unpaired.State != string(protocol.StateSucceeded) || unpaired.Finished == nil {
+		// Not unpaired by this PoolPair (out of band, or never paired): nothing of ours to restart.
+		return false
+	}
+	var restarting, unreachable []string
+	for i := range st.Servers {
+		s := &st.Servers[i]
+		switch {
+		case s.Operation != nil:
+			restarting = append(restarting, s.FQDN)
+		case !s.Reachable:
+			unreachable = append(unreachable, s.FQDN)
+		case s.BackupService != protocol.ServiceRunning || s.BackupServiceStarted == nil || !s.BackupServiceStarted.Before(unpaired.Finished):
+			// Not running, or started after the Unpair finished (status times have second
+			// precision: a start in the same second is taken as after, so nothing restarts twice).
+		case p.r.Backoff.Exhausted(s.FailedAttempts) || serverSlot(s).refusedForGood() != nil:
+			p.blocked(fmt.Sprintf("restarting LYNCBACKUP on %s after unpairing failed %d times: %s; restart it by hand (Stop-CsWindowsService -Name LYNCBACKUP; Start-CsWindowsService -Name LYNCBACKUP), then retry with the %s annotation, or %s",
+				s.FQDN, s.FailedAttempts, lastMessage(s.LastOperation), drv1alpha1.RequestedAtAnnotation, letGo))
+			return true
+		case p.intend(serverSlot(s), protocol.KindRestartBackupService, s.FQDN, agentServer{FQDN: s.FQDN, Endpoint: p.serverEndpoint(s.FQDN)}, nil,
+			fmt.Sprintf("Restarting LYNCBACKUP on %s: it still serves the pairing removed by Unpair", s.FQDN)):
+			restarting = append(restarting, s.FQDN)
+		default:
+			restarting = append(restarting, s.FQDN) // waits for its backoff
+		}
+	}
+	p.launch(ctx)
+	if len(unreachable) > 0 {
+		p.wantRequeue(p.r.UnreachableRetry)
+		p.blocked(fmt.Sprintf("unpaired; cannot tell whether LYNCBACKUP must be restarted on %s: the agent does not answer; the finalizer stays until it does (or restart LYNCBACKUP there by hand); %s",
+			strings.Join(unreachable, ", "), letGo))
+		return true
+	}
+	if len(restarting) == 0 {
+		return false
+	}
+	p.wantRequeue(p.r.UnreachableRetry)
+	p.deleting(StepRestartingBackupService, p.orWaiting(fmt.Sprintf("unpaired; restarting LYNCBACKUP on %s, as Microsoft's procedure does after a pairing is removed", strings.Join(restarting, ", ")), false))
+	return true
 }
 
 func (p *pass) deleting(reason, msg string) {

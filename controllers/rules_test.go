@@ -226,6 +226,18 @@ func TestDeleteUnpairWaitsForTheAgentThenUnpairs(t *testing.T) {
 	if n := env.d.Counts()["Unpair/pool01.contoso.com"]; n != 1 {
 		t.Fatalf("Unpair ran %d times", n)
 	}
+	// LYNCBACKUP ran through the Unpair: Microsoft's procedure restarts it, once on every server.
+	for _, s := range append(append([]string{}, pool01Servers...), pool02Servers...) {
+		if n := env.d.Counts()["RestartBackupService/"+s]; n != 1 {
+			t.Errorf("LYNCBACKUP on %s restarted %d times after Unpair, want 1", s, n)
+		}
+	}
+	for _, p := range snap.Pools {
+		if len(p.BackupDataOf) > 0 {
+			t.Errorf("pool %s still holds backup data of %v after Unpair", p.FQDN, p.BackupDataOf)
+		}
+	}
+	assertExactlyOnce(t, env, 1)
 }
 
 func waitGone(t testing.TB, pp *drv1alpha1.PoolPair) {
