@@ -30,12 +30,19 @@ func certsCommand(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
+	hostList, err := devcerts.ParseHosts(hosts)
+	if err != nil {
+		return fmt.Errorf("%w: --hosts: %v", errUsage, err)
+	}
+	if clientCN == "" {
+		return fmt.Errorf("%w: --client-cn must not be empty", errUsage)
+	}
 	if _, err := os.Stat(filepath.Join(out, devcerts.CAKeyFile)); err == nil && !force {
 		return fmt.Errorf("%s already holds a CA; pass --force to replace it", out)
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	b, err := devcerts.Generate(devcerts.ParseHosts(hosts), clientCN)
+	b, err := devcerts.Generate(hostList, clientCN)
 	if err != nil {
 		return err
 	}

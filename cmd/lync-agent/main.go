@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 )
 
@@ -66,7 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "doctor":
 		err = doctorCommand(ctx, rest, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "lync-agent: unknown command %q\n\n%s", cmd, usageText)
+		// Only the error: the whole usage would scroll it away.
+		fmt.Fprintf(stderr, "lync-agent: unknown command %q (commands: serve, doctor, service, certs, sim, simctl)\nRun 'lync-agent --help' for an overview.\n", cmd)
 		return exitUsage
 	}
 	var ec *exitCode
@@ -81,7 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, errHelp):
 		return exitOK
 	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "lync-agent %s: %v\nRun 'lync-agent %s --help' for its flags, 'lync-agent --help' for an overview.\n", args[0], err, args[0])
+		msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
+		fmt.Fprintf(stderr, "lync-agent %s: %s\nRun 'lync-agent %s --help' for its flags, 'lync-agent --help' for an overview.\n", args[0], msg, args[0])
 		return exitUsage
 	}
 	fmt.Fprintf(stderr, "lync-agent %s: %v\n", args[0], err)

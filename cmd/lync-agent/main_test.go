@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/lync-dr/poolpair-operator/internal/agentclient"
+	"github.com/lync-dr/poolpair-operator/internal/protocol"
 )
 
 // deployment has no listen addresses, so every endpoint gets a free loopback port.
@@ -80,38 +81,49 @@ func TestServiceIsWindowsOnlyElsewhere(t *testing.T) {
 	}
 }
 
+// TestServeValidatesFlags: each mistake gets the exact message a person reads, and the usage hint.
 func TestServeValidatesFlags(t *testing.T) {
 	dir := t.TempDir()
 	badKey := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(badKey, []byte("listen: :9443\nrun-script: calc.exe\n"), 0o644)
-	tls := []string{"--tls-cert", "a.crt", "--tls-key", "a.key", "--client-ca", "ca.crt"}
+	tls := []string{"--tls-cert", "a.crt", "--tls-key", "a.key", "--client-ca", "ca.crt", "--allowed-clients", "poolpair-operator"}
+	const hint = "\nRun 'lync-agent serve --help' for its flags, 'lync-agent --help' for an overview.\n"
 	for _, tc := range []struct {
-		name    string
-		args    []string
-		mention string
+		name string
+		args []string
+		want string
 	}{
-		{"no certificate", nil, "--tls-cert is required"},
-		{"bad listen", append([]string{"--listen", "9443"}, tls...), "--listen"},
-		{"bad product", append([]string{"--product", "lync2010"}, tls...), "--product"},
-		{"bad backend", append([]string{"--backend", "ssh"}, tls...), "--backend"},
-		{"sim without deployment", append([]string{"--backend", "sim"}, tls...), "--deployment"},
-		{"deployment with powershell", append([]string{"--deployment", "x.yaml"}, tls...), "--backend sim"},
-		{"hostile server name", append([]string{"--server", "fe01; whoami"}, tls...), "--server"},
-		{"bad log level", append([]string{"--log-level", "loud"}, tls...), "--log-level"},
-		{"unknown flag", []string{"--execute", "calc"}, "-execute"},
-		{"unknown config key", []string{"--config", badKey}, "run-script"},
+		{"no certificate", nil, "--tls-cert is required: the agent serves only HTTPS with client certificates"},
+		{"no allowed clients", tls[:6], "--allowed-clients is required: give the name (Subject CN or DNS name) of the operator's client certificate, " +
+			"for example --allowed-clients poolpair-operator. Without it any certificate --client-ca signed would be let in to drive Lync, " +
+			"and an enterprise CA signs every machine's certificate"},
+		{"blank allowed clients", append(tls[:6:6], "--allowed-clients", " , "), "--allowed-clients is required: give the name"},
+		{"bad listen", append([]string{"--listen", "9443"}, tls...), `--listen "9443": address 9443: missing port in address (for example :9443 or 10.0.0.5:9443)`},
+		{"bad product", append([]string{"--product", "lync2010"}, tls...), `--product "lync2010": must be lync2013, sfb2015 or sfb2019`},
+		{"bad backend", append([]string{"--backend", "ssh"}, tls...), `--backend "ssh": must be powershell or sim`},
+		{"sim without deployment", append([]string{"--backend", "sim"}, tls...), "--backend sim needs --deployment FILE and --server FQDN (which server of the deployment this agent is)"},
+		{"deployment with powershell", append([]string{"--deployment", "x.yaml"}, tls...), "--deployment is for --backend sim"},
+		{"hostile server name", append([]string{"--server", "fe01; whoami"}, tls...), `--server: "fe01; whoami" is not a fully qualified RFC 1123 DNS name`},
+		{"bad log level", append([]string{"--log-level", "loud"}, tls...), `--log-level: "loud" is not debug, info, warn or error`},
+		{"unknown flag", []string{"--execute", "calc"}, "unknown flag --execute"},
+		{"unknown config key", []string{"--config", badKey}, "--config " + badKey + `: unknown key "run-script" (keys are the serve flag names)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, _, errOut := runCmd(t, append([]string{"serve"}, tc.args...)...)
-			if code != exitUsage && code != exitError || !strings.Contains(errOut, tc.mention) {
-				t.Errorf("exit %d, stderr %q; want it to mention %q", code, errOut, tc.mention)
+			code, out, errOut := runCmd(t, append([]string{"serve"}, tc.args...)...)
+			if code != exitUsage || out != "" || !strings.HasPrefix(errOut, "lync-agent serve: "+tc.want) || !strings.HasSuffix(errOut, hint) {
+				t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit %d and stderr starting:\nlync-agent serve: %s", code, out, errOut, exitUsage, tc.want)
 			}
 		})
 	}
-	// Files that do not exist are reported by name (exit 1, after validation passed).
-	code, _, errOut := runCmd(t, append([]string{"serve", "--journal", filepath.Join(dir, "j")}, tls...)...)
-	if code != exitError || !strings.Contains(errOut, "--tls-cert") {
-		t.Errorf("missing cert file: %d %q", code, errOut)
+	// Files that do not exist are reported by name (exit 1, after validation passed), and a start
+	// that fails leaves no journal behind.
+	journal := filepath.Join(dir, "j")
+	code, _, errOut := runCmd(t, append([]string{"serve", "--journal", journal}, tls...)...)
+	if want := "lync-agent serve: --tls-cert: open a.crt: no such file or directory\n"; code != exitError || errOut != want {
+		t.Errorf("missing cert file: exit %d, stderr %q; want 1, %q", code, errOut, want)
+	}
+	if _, err := os.Stat(journal); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed start left %s behind: %v", journal, err)
 	}
 }
 
@@ -170,12 +182,23 @@ func TestCertsThenServeSim(t *testing.T) {
 			"--tls-cert", filepath.Join(tlsDir, "server.crt"), "--tls-key", filepath.Join(tlsDir, "server.key"),
 			"--client-ca", filepath.Join(tlsDir, "ca.crt")}, io.Discard, &stderr)
 	}()
-	var info, err = waitInfo(t, client, "https://"+addr, done)
+	info, err := waitInfo(t, client, "https://"+addr, done)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr.String())
 	}
 	if info.ServerFQDN != "fe01.pool02.contoso.com" || info.Backend != "sim" || info.AgentVersion != version {
 		t.Errorf("info %+v", info)
+	}
+	// The start checks of the sim backend: the TLS files, a read of its own pool, the name.
+	var checks []string
+	for _, c := range info.StartChecks {
+		checks = append(checks, c.Name+"="+c.Status)
+	}
+	if got, want := strings.Join(checks, " "), "tls-cert=PASS tls-key=PASS client-ca=PASS tls-chain=PASS pool-read=PASS tls-name=FAIL"; got != want {
+		t.Errorf("start checks in /v1/info: %s, want %s", got, want)
+	}
+	if log := stderr.String(); !strings.Contains(log, `msg="start check" check=pool-read status=PASS saw="this is fe01.pool02.contoso.com, a Front End of pool02.contoso.com (Enterprise, 1 Front End server(s))"`) {
+		t.Errorf("serve did not log the pool read:\n%s", log)
 	}
 	cancel()
 	if code := <-done; code != 0 {
@@ -398,24 +421,23 @@ func freeAddr(t *testing.T) string {
 }
 
 // waitInfo polls until the agent at url answers, or the command ends.
-func waitInfo(t *testing.T, c *agentclient.Client, url string, done <-chan int) (info struct {
-	ServerFQDN, Backend, AgentVersion string
-}, err error) {
+func waitInfo(t *testing.T, c *agentclient.Client, url string, done <-chan int) (protocol.Info, error) {
 	deadline := time.Now().Add(15 * time.Second)
+	var last error
 	for time.Now().Before(deadline) {
 		select {
 		case code := <-done:
-			return info, fmt.Errorf("the command exited %d", code)
+			return protocol.Info{}, fmt.Errorf("the command exited %d", code)
 		default:
 		}
-		i, err := c.Info(t.Context(), url)
+		info, err := c.Info(t.Context(), url)
 		if err == nil {
-			info.ServerFQDN, info.Backend, info.AgentVersion = i.ServerFQDN, i.Backend, i.AgentVersion
 			return info, nil
 		}
+		last = err
 		time.Sleep(50 * time.Millisecond)
 	}
-	return info, errors.New("agent never answered")
+	return protocol.Info{}, fmt.Errorf("agent never answered: %v", last)
 }
 
 type syncBuffer struct {

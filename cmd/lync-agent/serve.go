@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/lync-dr/poolpair-operator/internal/agent"
+	"github.com/lync-dr/poolpair-operator/internal/doctor"
 	"github.com/lync-dr/poolpair-operator/internal/protocol"
 )
 
@@ -47,7 +48,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate `file` (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "server private key `file` (PEM)")
 	fs.StringVar(&c.ClientCA, "client-ca", "", "`file` with the CA certificate(s) that sign allowed clients (PEM)")
-	fs.StringVar(&c.AllowedClients, "allowed-clients", "", "comma-separated client certificate `names` (Subject CN or DNS name); empty = any the CA signed")
+	fs.StringVar(&c.AllowedClients, "allowed-clients", "", "comma-separated client certificate `names` (Subject CN or DNS name) let in; required")
 	fs.StringVar(&c.Backend, "backend", "powershell", "powershell or sim")
 	fs.StringVar(&c.Product, "product", protocol.ProductLync2013, "lync2013, sfb2015 or sfb2019")
 	fs.StringVar(&c.Journal, "journal", defaultJournalDir(), "operation journal `directory`")
@@ -91,7 +92,7 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 	}
 	var m map[string]any
 	if err := yaml.Unmarshal(data, &m); err != nil {
-		return fmt.Errorf("--config %s: %w", path, err)
+		return fmt.Errorf("%w: --config %s: %v", errUsage, path, err)
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -102,7 +103,7 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if k == "config" || fs.Lookup(k) == nil {
-			return fmt.Errorf("--config %s: unknown key %q (keys are the serve flag names)", path, k)
+			return fmt.Errorf("%w: --config %s: unknown key %q (keys are the serve flag names)", errUsage, path, k)
 		}
 		if given[k] {
 			continue
@@ -118,7 +119,7 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 			for i, p := range x {
 				s, ok := p.(string)
 				if !ok {
-					return fmt.Errorf("--config %s: %s: list items must be strings", path, k)
+					return fmt.Errorf("%w: --config %s: %s: list items must be strings", errUsage, path, k)
 				}
 				parts[i] = s
 			}
@@ -126,14 +127,19 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 		case nil:
 			continue
 		default:
-			return fmt.Errorf("--config %s: %s: unsupported value %v", path, k, x)
+			return fmt.Errorf("%w: --config %s: %s: unsupported value %v", errUsage, path, k, x)
 		}
 		if err := fs.Set(k, v); err != nil {
-			return fmt.Errorf("--config %s: %s: %w", path, k, err)
+			return fmt.Errorf("%w: --config %s: %s: %v", errUsage, path, k, err)
 		}
 	}
 	return nil
 }
+
+// allowedClientsRequired is why serve will not start without --allowed-clients.
+const allowedClientsRequired = "--allowed-clients is required: give the name (Subject CN or DNS name) of the operator's " +
+	"client certificate, for example --allowed-clients poolpair-operator. Without it any certificate --client-ca signed " +
+	"would be let in to drive Lync, and an enterprise CA signs every machine's certificate"
 
 func (c *serveConfig) validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
@@ -143,6 +149,9 @@ func (c *serveConfig) validate() error {
 		if f.val == "" {
 			return fmt.Errorf("%w: --%s is required: the agent serves only HTTPS with client certificates", errUsage, f.name)
 		}
+	}
+	if len(splitList(c.AllowedClients)) == 0 {
+		return fmt.Errorf("%w: %s", errUsage, allowedClientsRequired)
 	}
 	switch c.Product {
 	case protocol.ProductLync2013, protocol.ProductSfB2015, protocol.ProductSfB2019:
@@ -185,7 +194,9 @@ func serveCommand(ctx context.Context, args []string, _, stderr io.Writer) error
 	return runServe(ctx, c, logger)
 }
 
-// runServe runs the agent until ctx ends; the console and the Windows service both use it.
+// runServe runs the agent until ctx ends; the console and the Windows service both use it. The
+// journal is opened last, once the agent can listen, so that a start that fails leaves nothing
+// behind.
 func runServe(ctx context.Context, c *serveConfig, logger *slog.Logger) error {
 	certPEM, err := readFile("tls-cert", c.TLSCert)
 	if err != nil {
@@ -208,21 +219,34 @@ func runServe(ctx context.Context, c *serveConfig, logger *slog.Logger) error {
 		return err
 	}
 	defer closeBackend()
-	journal, err := agent.OpenJournal(c.Journal)
-	if err != nil {
-		return err
-	}
-	defer journal.Close()
-	h, err := agent.NewHandler(agent.Config{Backend: backend, Journal: journal, Logger: logger, Version: version})
-	if err != nil {
-		return err
+	logger.Info("checking this server before serving", "backend", c.Backend, "product", c.Product)
+	checks := startChecks(ctx, c, backend, logger)
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", c.Listen, err)
 	}
-	logger.Info("lync-agent serving", "version", version, "listen", ln.Addr().String(), "backend", c.Backend,
-		"product", c.Product, "journal", c.Journal, "allowedClients", c.AllowedClients)
+	journal, err := agent.OpenJournal(c.Journal)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer journal.Close()
+	h, err := agent.NewHandler(agent.Config{Backend: backend, Journal: journal, Logger: logger, Version: version, StartChecks: wireChecks(checks)})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	attrs := []any{"version", version, "listen", ln.Addr().String(), "backend", c.Backend,
+		"product", c.Product, "journal", c.Journal, "allowedClients", c.AllowedClients, "startChecks", doctor.Summarize(checks).String()}
+	if failed := failedCheckNames(checks); len(failed) > 0 {
+		logger.Error("lync-agent serving, but start checks failed: reads and steps that need them fail until they are fixed and the agent is restarted",
+			append(attrs, "failed", strings.Join(failed, ", "))...)
+	} else {
+		logger.Info("lync-agent serving", attrs...)
+	}
 	serveErr := agent.Serve(ctx, ln, h, tlsCfg, logger)
 	cctx, cancel := context.WithTimeout(context.Background(), closeGrace)
 	defer cancel()
@@ -231,6 +255,17 @@ func runServe(ctx context.Context, c *serveConfig, logger *slog.Logger) error {
 	}
 	logger.Info("lync-agent stopped")
 	return serveErr
+}
+
+// failedCheckNames names the checks that failed.
+func failedCheckNames(checks []doctor.Check) []string {
+	var names []string
+	for _, ch := range checks {
+		if ch.Status == doctor.Fail {
+			names = append(names, ch.Name)
+		}
+	}
+	return names
 }
 
 // defaultJournalDir is "journal" next to the executable on Windows (a service starts in the

@@ -107,7 +107,11 @@ func installService(name, account string, serveArgs []string, stdout, stderr io.
 		StartType:    mgr.StartAutomatic,
 		ErrorControl: mgr.ErrorNormal,
 	}
-	if account != "" {
+	if account == "" {
+		fmt.Fprintln(stderr, "lync-agent service install: no --account, so the service runs as LocalSystem, which reaches Lync as this "+
+			"computer's account (DOMAIN\\COMPUTER$): that account would need RTCUniversalServerAdmins. Prefer --account with a "+
+			"group managed service account (DOMAIN\\name$) or a service user in RTCUniversalServerAdmins and the local Administrators.")
+	} else {
 		cfg.ServiceStartName = account
 		cfg.Password = os.Getenv(passwordEnv)
 		if cfg.Password == "" && !strings.HasSuffix(account, "$") {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/lync-dr/poolpair-operator/internal/agent/simrun"
+	"github.com/lync-dr/poolpair-operator/internal/devcerts"
 )
 
 func simCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -19,10 +21,10 @@ func simCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		"endpoint, then \"ready\". Ctrl+C stops it.", stderr)
 	fs.StringVar(&o.DeploymentFile, "deployment", "", "simulated deployment `file` (YAML; see hack/sim/two-pools.yaml)")
 	fs.StringVar(&o.TLSDir, "tls-dir", "", "`directory` with ca.crt, server.crt and server.key (lync-agent certs writes them)")
-	fs.StringVar(&o.JournalDir, "journal", "sim-journal", "`directory` for the agents' journals, one subdirectory per Front End server")
+	fs.StringVar(&o.JournalDir, "journal", "", "`directory` for the agents' journals, one subdirectory per Front End server (default: a temporary directory removed at exit; required with --state)")
 	fs.StringVar(&o.StateFile, "state", "", "`file` keeping the simulated deployment's state across restarts (default: none)")
 	fs.StringVar(&o.AdminListen, "admin-listen", "127.0.0.1:19440", "`address` of the sim admin API (empty: none)")
-	fs.StringVar(&allowed, "allowed-clients", "", "comma-separated client certificate `names` allowed in (default: any the CA signed)")
+	fs.StringVar(&allowed, "allowed-clients", devcerts.DefaultClientCN, "comma-separated client certificate `names` let in (the development client certificate's by default)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -33,11 +35,25 @@ func simCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if o.DeploymentFile == "" || o.TLSDir == "" {
 		return fmt.Errorf("%w: --deployment and --tls-dir are required", errUsage)
 	}
+	if o.AllowedClients = splitList(allowed); len(o.AllowedClients) == 0 {
+		return fmt.Errorf("%w: --allowed-clients must name at least one client certificate", errUsage)
+	}
+	if o.JournalDir == "" {
+		// A journal that outlives the run must go with the --state it describes.
+		if o.StateFile != "" {
+			return fmt.Errorf("%w: --state keeps the deployment across restarts, so its agents' journals must persist too: give --journal DIR", errUsage)
+		}
+		dir, err := os.MkdirTemp("", "lync-agent-sim-journal-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		o.JournalDir = dir
+	}
 	logger, err := newLogger(logLevel, stderr)
 	if err != nil {
 		return err
 	}
-	o.AllowedClients = splitList(allowed)
 	o.Logger = logger
 	o.Version = version
 	return simrun.RunSim(ctx, o, stdout)

@@ -32,7 +32,8 @@ what to fix.
       --tls-cert C:\lync-agent\tls\server.crt --tls-key C:\lync-agent\tls\server.key ` + "`" + `
       --client-ca C:\lync-agent\tls\ca.crt --allowed-clients poolpair-operator
   .\lync-agent.exe service start
-  New-NetFirewallRule -DisplayName "lync-agent" -Direction Inbound -Protocol TCP -LocalPort 9443 -Action Allow
+  New-NetFirewallRule -DisplayName "lync-agent" -Direction Inbound -Protocol TCP -LocalPort 9443 ` + "`" + `
+      -RemoteAddress 10.20.0.0/24 -Action Allow    # the operator's cluster addresses only
 The service account's password is read from the LYNC_AGENT_PASSWORD environment variable at install
 (not needed for a group managed service account, DOMAIN\name$). Logs go to the Windows Event Log
 (Application log, source "lync-agent"); the operation journal to a "journal" folder next to the
@@ -43,9 +44,11 @@ What it needs:
   - Rights: the account it runs as must be a member of RTCUniversalServerAdmins (topology,
     backup-service and Get-Cs* cmdlets; a missing membership shows as a permission error) and a
     local Administrator of the server (Bootstrapper.exe, Start-CsWindowsService).
-  - Certificates: a server certificate whose name matches how the operator reaches this server
-    (https://<server fqdn>:9443), and the CA that signs the operator's client certificate.
-    For a lab, "lync-agent certs" makes all three; use your own PKI in production.
+  - Certificates: a server certificate with the Server Authentication usage whose DNS names
+    include this server's FQDN (the operator reaches https://<server fqdn>:9443), and the CA that
+    signs the operator's client certificate (Client Authentication usage; its name goes in
+    --allowed-clients). For a lab, "lync-agent certs" makes all three; use your own PKI in
+    production.
 
 serve flags (also accepted as keys of a YAML file given with --config; flags win):
   --listen ADDR            address to listen on (default :9443)
@@ -53,7 +56,7 @@ serve flags (also accepted as keys of a YAML file given with --config; flags win
   --tls-key FILE           server private key (PEM)
   --client-ca FILE         CA certificate(s) that sign allowed clients (PEM)
   --allowed-clients LIST   comma-separated client certificate names (Subject CN or DNS name)
-                           allowed in; empty = any certificate the CA signed
+                           let in (required: the operator's, e.g. poolpair-operator)
   --backend NAME           powershell (the real Lync Management Shell; default) or sim
   --product NAME           lync2013 (default), sfb2015 or sfb2019
   --journal DIR            where operations are recorded (default: "journal" next to the

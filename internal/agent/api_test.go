@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -19,7 +20,7 @@ func TestReadsAnswerFromTheBackend(t *testing.T) {
 		t.Fatalf("info: %d %s", status, raw)
 	}
 	want := protocol.Info{ServerFQDN: "fe01.pool01.contoso.com", PoolFQDN: "pool01.contoso.com", Product: "lync2013", AgentVersion: "test", Backend: "fake"}
-	if info != want {
+	if !reflect.DeepEqual(info, want) {
 		t.Errorf("info = %+v, want %+v", info, want)
 	}
 

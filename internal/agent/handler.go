@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,8 @@ type Config struct {
 	Version string
 	// MaxWait caps long-polls; DefaultMaxWait when zero.
 	MaxWait time.Duration
+	// StartChecks are the checks the agent made when it started, reported by GET /v1/info.
+	StartChecks []protocol.StartCheck
 }
 
 // Handler serves the agent protocol. It implements http.Handler; Close stops its operations.
@@ -39,6 +42,7 @@ type Handler struct {
 	version string
 	maxWait time.Duration
 	mux     *http.ServeMux
+	checks  []protocol.StartCheck
 
 	// opsCtx is the parent of every operation's context: operations outlive the request that
 	// started them, and end only when they finish or the agent stops.
@@ -72,6 +76,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		log:       cfg.Logger,
 		version:   cfg.Version,
 		maxWait:   cfg.MaxWait,
+		checks:    cfg.StartChecks,
 		opsCtx:    ctx,
 		cancelOps: cancel,
 		live:      map[string]*liveOp{},
@@ -203,7 +208,12 @@ func (h *Handler) Close(ctx context.Context) error {
 func (h *Handler) info(w http.ResponseWriter, r *http.Request) {
 	id, err := h.backend.Identity(r.Context())
 	if err != nil {
-		writeError(w, backendError(err))
+		// The start checks usually say why, and what to do.
+		e := backendError(err)
+		if failed := failedChecks(h.checks); failed != "" {
+			e.body.Message += "; start checks that failed: " + failed
+		}
+		writeError(w, e)
 		return
 	}
 	writeJSON(w, http.StatusOK, protocol.Info{
@@ -212,7 +222,19 @@ func (h *Handler) info(w http.ResponseWriter, r *http.Request) {
 		Product:      id.Product,
 		AgentVersion: h.version,
 		Backend:      id.Backend,
+		StartChecks:  h.checks,
 	})
+}
+
+// failedChecks lists the failed checks, each with what to do.
+func failedChecks(checks []protocol.StartCheck) string {
+	var failed []string
+	for _, c := range checks {
+		if c.Status == protocol.StartCheckFail {
+			failed = append(failed, c.Name+": "+c.Saw+" -> "+c.Fix)
+		}
+	}
+	return strings.Join(failed, "; ")
 }
 
 func (h *Handler) pool(w http.ResponseWriter, r *http.Request) {

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -58,8 +59,16 @@ func Generate(hosts []string, clientCN string) (*Bundle, error) {
 	if len(hosts) == 0 {
 		return nil, errors.New("devcerts: at least one host (DNS name or IP address) is required")
 	}
+	for _, h := range hosts {
+		if err := ValidateHost(h); err != nil {
+			return nil, err
+		}
+	}
 	if clientCN == "" {
 		clientCN = DefaultClientCN
+	}
+	if err := validateClientName(clientCN); err != nil {
+		return nil, err
 	}
 	caKey, err := newKey()
 	if err != nil {
@@ -149,14 +158,54 @@ func (b *Bundle) WriteDir(dir string) error {
 }
 
 // ParseHosts splits a comma-separated host list, dropping blanks.
-func ParseHosts(list string) []string {
+func ParseHosts(list string) ([]string, error) {
 	var hosts []string
 	for _, h := range strings.Split(list, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			hosts = append(hosts, h)
+		if h = strings.TrimSpace(h); h == "" {
+			continue
+		}
+		if err := ValidateHost(h); err != nil {
+			return nil, err
+		}
+		hosts = append(hosts, h)
+	}
+	if len(hosts) == 0 {
+		return nil, errors.New("no host name or IP address given")
+	}
+	return hosts, nil
+}
+
+// hostLabel is one label of a DNS name (RFC 1123): letters, digits and inner hyphens.
+var hostLabel = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$`)
+
+// ValidateHost accepts an IP address or a DNS name of RFC 1123 labels (localhost, fe01.contoso.com).
+// A certificate for anything else could never match the name a client connects to.
+func ValidateHost(h string) error {
+	if net.ParseIP(h) != nil {
+		return nil
+	}
+	name := strings.TrimSuffix(h, ".")
+	ok := name != "" && len(name) <= 253
+	for _, label := range strings.Split(name, ".") {
+		ok = ok && hostLabel.MatchString(label)
+	}
+	if !ok {
+		return fmt.Errorf("%q is neither an IP address nor a DNS name (letters, digits and hyphens in dot-separated labels, such as fe01.pool01.contoso.com)", h)
+	}
+	return nil
+}
+
+// validateClientName refuses a client name that --allowed-clients could not list.
+func validateClientName(cn string) error {
+	if strings.ContainsAny(cn, ",") || strings.TrimSpace(cn) != cn || len(cn) > 64 {
+		return fmt.Errorf("client certificate name %q: at most 64 characters, no comma, no leading or trailing space (it goes in --allowed-clients)", cn)
+	}
+	for _, r := range cn {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("client certificate name %q: control characters are not allowed", cn)
 		}
 	}
-	return hosts
+	return nil
 }
 
 func serverTemplate(hosts []string) *x509.Certificate {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -91,8 +92,26 @@ func TestWriteDirModes(t *testing.T) {
 }
 
 func TestParseHosts(t *testing.T) {
-	got := ParseHosts(" 127.0.0.1, ,localhost,")
-	if len(got) != 2 || got[0] != "127.0.0.1" || got[1] != "localhost" {
-		t.Errorf("ParseHosts = %q", got)
+	got, err := ParseHosts(" 127.0.0.1, ,localhost,fe01.pool01.contoso.com,::1")
+	if err != nil || len(got) != 4 || got[0] != "127.0.0.1" || got[1] != "localhost" || got[3] != "::1" {
+		t.Errorf("ParseHosts = %q, %v", got, err)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"bad host!", `"bad host!" is neither an IP address nor a DNS name (letters, digits and hyphens in dot-separated labels, such as fe01.pool01.contoso.com)`},
+		{"fe01..contoso.com", `"fe01..contoso.com" is neither an IP address nor a DNS name`},
+		{"-fe01.contoso.com", `"-fe01.contoso.com" is neither`},
+		{"fe01.contoso.com;calc", `"fe01.contoso.com;calc" is neither`},
+		{"localhost,*.contoso.com", `"*.contoso.com" is neither`},
+		{" , ", "no host name or IP address given"},
+	} {
+		if _, err := ParseHosts(tc.in); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("ParseHosts(%q) = %v, want an error starting %q", tc.in, err, tc.want)
+		}
+	}
+	if _, err := Generate([]string{"bad host!"}, ""); err == nil {
+		t.Error("Generate accepted a host that is no name")
+	}
+	if _, err := Generate([]string{"localhost"}, "a,b"); err == nil || !strings.Contains(err.Error(), "no comma") {
+		t.Errorf("Generate with client name a,b: %v", err)
 	}
 }

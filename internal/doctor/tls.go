@@ -188,10 +188,11 @@ func judgeClientCA(f TLSFiles, cas []*x509.Certificate, certPEM, keyPEM, caPEM [
 	if usable == 0 {
 		return Failed("client-ca", saw, "no certificate in --client-ca is valid now: clients it signed are refused; give the current CA certificate")
 	}
-	allowed := "any client certificate the CA signed is let in"
-	if len(f.AllowedClients) > 0 {
-		allowed = "clients let in: " + strings.Join(f.AllowedClients, ", ")
+	if len(f.AllowedClients) == 0 {
+		return Failed("client-ca", saw+"; no --allowed-clients: any certificate this CA signed would be let in",
+			"give --allowed-clients the name (Subject CN or DNS name) of the operator's client certificate: serve refuses to start without it")
 	}
+	allowed := "clients let in: " + strings.Join(f.AllowedClients, ", ")
 	if !keyOK {
 		return Passed("client-ca", saw+"; "+allowed)
 	}

@@ -37,7 +37,25 @@ type Info struct {
 	AgentVersion string `json:"agentVersion"`
 	// Backend is "powershell" or "sim".
 	Backend string `json:"backend"`
+	// StartChecks are the checks the agent made of its server when it started (those of
+	// `lync-agent doctor` it cannot work without, and a read of its own pool). A FAIL says what
+	// will not work and what to do; the agent checks again when it is restarted.
+	StartChecks []StartCheck `json:"startChecks,omitempty"`
 }
+
+// StartCheck is one of the agent's start checks.
+type StartCheck struct {
+	Name string `json:"name"`
+	// Status is PASS, FAIL or UNKNOWN.
+	Status string `json:"status"`
+	// Saw is what the agent saw.
+	Saw string `json:"saw"`
+	// Fix is what to do, when it did not pass.
+	Fix string `json:"fix,omitempty"`
+}
+
+// StartCheckFail is the Status of a failed start check.
+const StartCheckFail = "FAIL"
 
 // Pool answers GET /v1/pools/{fqdn}: the topology's facts about one Front End pool.
 type Pool struct {
@@ -214,6 +232,12 @@ type OperationRequest struct {
 	Params json.RawMessage `json:"params,omitempty"`
 }
 
+// OperationList answers GET /v1/operations: the operations the agent's journal holds, newest
+// first, at most the request's ?limit= of them.
+type OperationList struct {
+	Operations []Operation `json:"operations"`
+}
+
 // OperationState is the lifecycle state of an operation.
 type OperationState string
 
@@ -252,6 +276,10 @@ const (
 	CodeUnavailable  = "Unavailable"  // 503
 	CodeInternal     = "Internal"     // 500
 )
+
+// CodeMethodNotAllowed (405): the path is an endpoint, but not for this method; the answer's
+// Allow header lists the methods it takes.
+const CodeMethodNotAllowed = "MethodNotAllowed"
 
 // Error is the body of every non-2xx answer.
 type Error struct {

@@ -359,6 +359,11 @@ func (c *config) build() (*topology, *mutState, error) {
 		if err := protocol.ValidateFQDN(field, name); err != nil {
 			return err
 		}
+		// The PoolPair API takes lower-case names only; a topology the operator cannot name is of
+		// no use to a demo or a test.
+		if lower := strings.ToLower(name); lower != name {
+			return fmt.Errorf("%s: %q must be in lower case, as a PoolPair names it (%s)", field, name, lower)
+		}
 		if prev, dup := t.names[key(name)]; dup {
 			return fmt.Errorf("%s: %q is already used by another pool or server (%s)", field, name, prev)
 		}
