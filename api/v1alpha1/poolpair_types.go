@@ -6,6 +6,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// The doc comments of the API types below are one line per paragraph: controller-gen copies them
+// into the CRD's field descriptions line by line, and kubectl explain wraps each line itself, so a
+// line break inside a sentence would show as one. Each spec field says its default, unit and range.
+//
+// Refusals name the field and give an example, never a regular expression: strings are checked by
+// CEL rules with messages rather than schema patterns. The duration fields are int-or-string in the
+// schema (Schemaless, XIntOrString; the Go type stays metav1.Duration) so that a bare number is
+// refused by a rule that says a unit is needed, instead of a type error that skips every rule.
+// Each has three rules: a string, the duration syntax, the range. The range rule converts only
+// values that also match its second pattern (parts of fewer than 1e9ms, 1e6s, 1e5m or 1e4h, at
+// most 32 of them within MaxLength 64), so duration() cannot overflow and no conversion error is
+// ever shown; a value with a larger part is above 168h, the largest maximum, and out of range.
+
 // Finalizer holds a PoolPair until its deletion policy has been carried out.
 const Finalizer = "dr.lync.io/finalizer"
 
@@ -54,10 +67,7 @@ const (
 	ConditionAgentsReachable      = "AgentsReachable"
 )
 
-// PoolPair pairs two Lync Server Front End pools so that each backs up the other for disaster
-// recovery: the backup association is published in the topology, every Front End server of both
-// pools is bootstrapped, the Lync Backup Service (LYNCBACKUP) runs, and backup data is synchronized
-// in both directions. Failover and failback stay manual (Invoke-CsPoolFailOver, Invoke-CsPoolFailBack).
+// PoolPair pairs two Lync Server Front End pools so that each backs up the other for disaster recovery: the backup association is published in the topology, every Front End server of both pools is bootstrapped, the Lync Backup Service (LYNCBACKUP) runs, and backup data is synchronized in both directions. Failover and failback stay manual (Invoke-CsPoolFailOver, Invoke-CsPoolFailBack).
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=pp,categories=lync
@@ -84,26 +94,20 @@ type PoolPair struct {
 // +kubebuilder:validation:XValidation:rule="self.primary.fqdn != self.backup.fqdn",message="spec.backup.fqdn must differ from spec.primary.fqdn: a pool cannot back itself up"
 // +kubebuilder:validation:XValidation:rule="!has(self.primary.servers) || !has(self.backup.servers) || !self.primary.servers.exists(s, self.backup.servers.exists(t, t.fqdn == s.fqdn))",message="a Front End server cannot be listed in both spec.primary.servers and spec.backup.servers"
 type PoolPairSpec struct {
-	// Primary is one of the two pools. "Primary" only names a side: the pairing is reciprocal, each
-	// pool backs up the other.
+	// Primary is one of the two pools. "Primary" only names a side: the pairing is reciprocal, each pool backs up the other. Required.
 	// +required
 	Primary PoolSpec `json:"primary"`
 
-	// Backup is the other pool.
+	// Backup is the other pool. Required; its fqdn must differ from primary.fqdn, and no Front End server may be listed in both pools.
 	// +required
 	Backup PoolSpec `json:"backup"`
 
-	// Topology says who writes the backup association into the Lync topology: the operator
-	// (Operator, the default) or the administrator, in Topology Builder (Administrator).
+	// Topology says who writes the backup association into the Lync topology: the operator, or the administrator in Topology Builder. Default: publishedBy Operator.
 	// +optional
 	// +kubebuilder:default={}
 	Topology TopologySpec `json:"topology,omitempty"`
 
-	// VoiceFailover sets automatic failover and failback for voice (the registrar's
-	// -EnableAutomaticFailover), written with the pairing. Left out, it is enabled with Lync's
-	// default intervals (2m to fail over, 10m to fail back), as Microsoft's procedure selects it;
-	// enabled: false keeps it off. It does not make pool failover automatic: that always stays an
-	// administrator's decision.
+	// VoiceFailover sets automatic failover and failback for voice (the registrar's -EnableAutomaticFailover), written with the pairing. Default (left out): enabled, with Lync's default intervals, 2m to fail over and 10m to fail back, as Microsoft's procedure selects it; enabled: false keeps it off. It does not make pool failover automatic: that always stays an administrator's decision. Leave it out when topology.publishedBy is Administrator: the administrator sets it in Topology Builder then.
 	// +optional
 	VoiceFailover *VoiceFailoverSpec `json:"voiceFailover,omitempty"`
 
@@ -117,47 +121,37 @@ type PoolPairSpec struct {
 	// +kubebuilder:default={}
 	Agent AgentSpec `json:"agent,omitempty"`
 
-	// Sync controls how backup synchronization is checked.
+	// Sync controls how backup synchronization is forced and checked.
 	// +optional
 	// +kubebuilder:default={}
 	Sync SyncSpec `json:"sync,omitempty"`
 
-	// DeletionPolicy says what deleting this PoolPair does: Retain leaves the pools paired in the
-	// topology; Unpair removes the backup association first.
+	// DeletionPolicy says what deleting this PoolPair does: Retain leaves the pools paired in the topology; Unpair removes the backup association first (refused when topology.publishedBy is Administrator). Default: Retain.
 	// +optional
 	// +kubebuilder:default=Retain
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 
-	// Suspend pauses the operator for this pair: nothing is observed or started until it is false
-	// again. An operation already running on an agent finishes there.
+	// Suspend pauses the operator for this pair: nothing is observed or started until it is false again. An operation already running on an agent finishes there. Default: false.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
 }
 
 // PoolSpec names a Front End pool and, optionally, its agents.
 type PoolSpec struct {
-	// FQDN is the pool's fully qualified domain name as in the topology, in lower case. It cannot
-	// be changed once set: pair different pools with a new PoolPair.
+	// FQDN is the pool's fully qualified domain name as in the topology, such as pool01.contoso.com: a lower-case DNS name (RFC 1123) of 3 to 253 characters, with letters a-z, digits and hyphens in two or more labels separated by dots. Required. It cannot be changed once set: pair different pools with a new PoolPair.
 	// +required
-	// +kubebuilder:validation:MinLength=3
 	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$`
+	// +kubebuilder:validation:XValidation:rule=`self.matches(r'^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$')`,message=`must be a lower-case DNS name such as pool01.contoso.com: letters a-z, digits and hyphens, in two or more labels separated by dots, each label 1 to 63 characters that neither starts nor ends with a hyphen`
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="the pool FQDN is immutable: create a new PoolPair to pair other pools"
 	FQDN string `json:"fqdn"`
 
-	// AgentEndpoint is a discovery address: an https URL that reaches the lync-agent of some Front
-	// End server of the pool (typically the pool's DNS name, which resolves to any of them). It is
-	// used only to read the topology when no server of the pool answers at its own endpoint; every
-	// operation runs on a Front End server reached at that server's endpoint, after the agent there
-	// has said which server it is. Default: https://<fqdn>:<spec.agent.port>.
+	// AgentEndpoint is a discovery address: an https URL that reaches the lync-agent of some Front End server of the pool (typically the pool's DNS name, which resolves to any of them), such as https://pool01.contoso.com:9443; a host name or IP address and an optional port, no path, at most 512 characters. It is used only to read the topology when no server of the pool answers at its own endpoint; every operation runs on a Front End server reached at that server's endpoint, after the agent there has said which server it is. Default: https://<fqdn>:<spec.agent.port>.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
-	// +kubebuilder:validation:Pattern=`^https://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$`
+	// +kubebuilder:validation:XValidation:rule=`self.matches(r'^https://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$')`,message=`must be an https URL such as https://pool01.contoso.com:9443: https://, a host name or IP address ([::1] for IPv6), an optional port, and no path or query`
 	AgentEndpoint string `json:"agentEndpoint,omitempty"`
 
-	// Servers are the pool's Front End servers. Default: the computers the topology lists for the
-	// pool. List them to give each server's agent endpoint, or to work on a subset while a server is
-	// being rebuilt.
+	// Servers are the pool's Front End servers, at most 16. Default: the computers the topology lists for the pool. List them to give each server's agent endpoint, or to work on a subset while a server is being rebuilt.
 	// +optional
 	// +listType=map
 	// +listMapKey=fqdn
@@ -167,17 +161,16 @@ type PoolSpec struct {
 
 // ServerSpec names one Front End server.
 type ServerSpec struct {
-	// FQDN is the server's fully qualified domain name, in lower case.
+	// FQDN is the server's fully qualified domain name, such as fe01.pool01.contoso.com: a lower-case DNS name (RFC 1123) of 3 to 253 characters. Required.
 	// +required
-	// +kubebuilder:validation:MinLength=3
 	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$`
+	// +kubebuilder:validation:XValidation:rule=`self.matches(r'^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$')`,message=`must be a lower-case DNS name such as fe01.pool01.contoso.com: letters a-z, digits and hyphens, in two or more labels separated by dots, each label 1 to 63 characters that neither starts nor ends with a hyphen`
 	FQDN string `json:"fqdn"`
 
-	// AgentEndpoint is the https URL of the server's lync-agent. Default: https://<fqdn>:<spec.agent.port>.
+	// AgentEndpoint is the https URL of the server's lync-agent, such as https://fe01.pool01.contoso.com:9443; a host name or IP address and an optional port, no path, at most 512 characters. Default: https://<fqdn>:<spec.agent.port>.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
-	// +kubebuilder:validation:Pattern=`^https://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$`
+	// +kubebuilder:validation:XValidation:rule=`self.matches(r'^https://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$')`,message=`must be an https URL such as https://fe01.pool01.contoso.com:9443: https://, a host name or IP address ([::1] for IPv6), an optional port, and no path or query`
 	AgentEndpoint string `json:"agentEndpoint,omitempty"`
 }
 
@@ -198,9 +191,7 @@ const (
 
 // TopologySpec says who writes the pairing into the topology.
 type TopologySpec struct {
-	// PublishedBy is Operator (the operator publishes the association; the default) or
-	// Administrator (the administrator does, in Topology Builder; the operator waits for it and
-	// then bootstraps, starts the backup service and syncs).
+	// PublishedBy is Operator (the operator publishes the association) or Administrator (the administrator does, in Topology Builder; the operator checks for it at least every minute, then bootstraps, starts the backup service and syncs). Default: Operator.
 	// +optional
 	// +kubebuilder:default=Operator
 	PublishedBy TopologyPublisher `json:"publishedBy,omitempty"`
@@ -214,33 +205,36 @@ const (
 )
 
 // VoiceFailoverSpec are the voice resiliency settings written with the pairing.
-// +kubebuilder:validation:XValidation:rule="!has(self.failureDetectionInterval) || (duration(self.failureDetectionInterval) >= duration('30s') && duration(self.failureDetectionInterval) <= duration('24h'))",message="voiceFailover.failureDetectionInterval must be between 30s and 24h"
-// +kubebuilder:validation:XValidation:rule="!has(self.failbackDetectionInterval) || (duration(self.failbackDetectionInterval) >= duration('30s') && duration(self.failbackDetectionInterval) <= duration('24h'))",message="voiceFailover.failbackDetectionInterval must be between 30s and 24h"
 type VoiceFailoverSpec struct {
 	// Enabled turns on automatic failover and failback for voice. Default: true.
 	// +optional
 	// +kubebuilder:default=true
 	Enabled *bool `json:"enabled,omitempty"`
 
-	// FailureDetectionInterval is how long the primary registrar must be unreachable before voice
-	// fails over (30s to 24h). Default: 2m, the product's.
+	// FailureDetectionInterval is how long the primary registrar must be unreachable before voice fails over. Default: 2m, Lync's. A duration string such as 30s, 2m or 1h; 30s to 24h, in whole seconds (a fraction of a second is dropped).
 	// +optional
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule=`type(self) == string`,message=`spec.voiceFailover.failureDetectionInterval must be a duration string such as "2m" (a number needs a unit: s, m or h)`
+	// +kubebuilder:validation:XValidation:rule=`type(self) != string || self.matches(r'^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$')`,message=`spec.voiceFailover.failureDetectionInterval must be a duration such as 30s, 2m or 1h30m (each number followed by a unit: ms, s, m or h)`
+	// +kubebuilder:validation:XValidation:rule=`type(self) != string || !self.matches(r'^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$') || self.matches(r'^(0*([0-9]{1,9}(\.[0-9]+)?ms|[0-9]{1,6}(\.[0-9]+)?s|[0-9]{1,5}(\.[0-9]+)?m|[0-9]{1,4}(\.[0-9]+)?h))+$') && duration(self) >= duration('30s') && duration(self) <= duration('24h')`,message=`spec.voiceFailover.failureDetectionInterval must be between 30s and 24h`
 	FailureDetectionInterval *metav1.Duration `json:"failureDetectionInterval,omitempty"`
 
-	// FailbackDetectionInterval is how long the primary registrar must be healthy again before voice
-	// fails back (30s to 24h). Default: 10m, the product's.
+	// FailbackDetectionInterval is how long the primary registrar must be healthy again before voice fails back. Default: 10m, Lync's. A duration string such as 30s, 10m or 1h; 30s to 24h, in whole seconds (a fraction of a second is dropped).
 	// +optional
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule=`type(self) == string`,message=`spec.voiceFailover.failbackDetectionInterval must be a duration string such as "10m" (a number needs a unit: s, m or h)`
+	// +kubebuilder:validation:XValidation:rule=`type(self) != string || self.matches(r'^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$')`,message=`spec.voiceFailover.failbackDetectionInterval must be a duration such as 30s, 10m or 1h30m (each number followed by a unit: ms, s, m or h)`
+	// +kubebuilder:validation:XValidation:rule=`type(self) != string || !self.matches(r'^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$') || self.matches(r'^(0*([0-9]{1,9}(\.[0-9]+)?ms|[0-9]{1,6}(\.[0-9]+)?s|[0-9]{1,5}(\.[0-9]+)?m|[0-9]{1,4}(\.[0-9]+)?h))+$') && duration(self) >= duration('30s') && duration(self) <= duration('24h')`,message=`spec.voiceFailover.failbackDetectionInterval must be between 30s and 24h`
 	FailbackDetectionInterval *metav1.Duration `json:"failbackDetectionInterval,omitempty"`
 }
 
 // BootstrapSpec controls Bootstrapper.exe runs.
 type BootstrapSpec struct {
-	// MaxParallelPerPool is how many Front End servers of one pool are bootstrapped at once. The two
-	// pools are bootstrapped in parallel. Keep it low: a bootstrapping server serves no users.
+	// MaxParallelPerPool is how many Front End servers of one pool are bootstrapped at once; the two pools are bootstrapped in parallel. Keep it low: a bootstrapping server serves no users. Default: 1. 1 to 16.
 	// +optional
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=1
@@ -250,76 +244,74 @@ type BootstrapSpec struct {
 
 // AgentSpec says how to reach and authenticate to the lync-agents.
 type AgentSpec struct {
-	// Port is the agents' HTTPS port, used where an endpoint is not given.
+	// Port is the agents' HTTPS port, used where an endpoint is not given. Default: 9443. 1 to 65535.
 	// +optional
 	// +kubebuilder:default=9443
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
 	Port int32 `json:"port,omitempty"`
 
-	// TLSSecretRef names a Secret in this PoolPair's namespace with the client certificate to
-	// present to the agents (tls.crt, tls.key) and the CA that signed the agents' certificates
-	// (ca.crt). The Secret must be labelled dr.lync.io/agent-tls: "true". Default: the manager's own
-	// client certificate (its --agent-tls-dir).
+	// TLSSecretRef names a Secret in this PoolPair's namespace with the client certificate to present to the agents (tls.crt, tls.key) and the CA that signed the agents' certificates (ca.crt). The Secret must be labelled dr.lync.io/agent-tls: "true". Default: the manager's own client certificate (its --agent-tls-dir).
 	// +optional
 	TLSSecretRef *SecretReference `json:"tlsSecretRef,omitempty"`
 }
 
 // SecretReference names a Secret in the same namespace.
 type SecretReference struct {
-	// Name of the Secret.
+	// Name of the Secret, such as lync-agent-client: 1 to 253 characters, lower-case letters, digits, hyphens and dots. Required.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +kubebuilder:validation:XValidation:rule=`self.matches(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')`,message=`must be a Secret name such as lync-agent-client: lower-case letters a-z, digits, hyphens and dots, starting and ending with a letter or digit`
 	Name string `json:"name"`
 }
 
 // SyncSpec controls the backup synchronization checks.
-// +kubebuilder:validation:XValidation:rule="!has(self.stableFor) || duration(self.stableFor) >= duration('0s') && duration(self.stableFor) <= duration('24h')",message="sync.stableFor must be between 0s and 24h"
-// +kubebuilder:validation:XValidation:rule="!has(self.checkInterval) || duration(self.checkInterval) >= duration('10s') && duration(self.checkInterval) <= duration('24h')",message="sync.checkInterval must be between 10s and 24h"
-// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || duration(self.timeout) >= duration('1m') && duration(self.timeout) <= duration('168h')",message="sync.timeout must be between 1m and 168h"
 type SyncSpec struct {
-	// StableFor is how long both directions must stay healthy before the pair counts as synced.
-	// Default: two of the Backup Service's sync intervals (Get-CsBackupServiceConfiguration;
-	// Lync's default interval is 2m, so 4m), as read from the pools and shown in
-	// status.backup[].syncInterval: a state only counts as stable once it has held over a sync.
+	// StableFor is how long both directions must stay healthy before the pair counts as synced: a state only counts as stable once it has held over a sync. Default: twice the longest sync interval the pools report in status.backup[].syncInterval (Get-CsBackupServiceConfiguration), or 4m (twice Lync's default of 2m) while none is known. A duration string such as 30s, 4m or 1h; 0s to 24h.
 	// +optional
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule=`type(self) == string`,message=`spec.sync.stableFor must be a duration string such as "4m" (a number needs a unit: s, m or h)`
+	// +kubebuilder:validation:XValidation:rule=`type(self) != string || self.matches(r'^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$')`,message=`spec.sync.stableFor must be a duration such as 30s, 4m or 1h30m (each number followed by a unit: ms, s, m or h)`
+	// +kubebuilder:validation:XValidation:rule=`type(self) != string || !self.matches(r'^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$') || self.matches(r'^(0*([0-9]{1,9}(\.[0-9]+)?ms|[0-9]{1,6}(\.[0-9]+)?s|[0-9]{1,5}(\.[0-9]+)?m|[0-9]{1,4}(\.[0-9]+)?h))+$') && duration(self) >= duration('0s') && duration(self) <= duration('24h')`,message=`spec.sync.stableFor must be between 0s and 24h`
 	StableFor *metav1.Duration `json:"stableFor,omitempty"`
 
-	// CheckInterval is how often a synced pair is observed again, to catch drift.
+	// CheckInterval is how often a synced or stalled pair is observed again, to catch drift, and the least time between two forced syncs of a direction that is not healthy. Default: 5m. A duration string such as 30s, 5m or 1h; 10s to 24h.
 	// +optional
 	// +kubebuilder:default="5m"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule=`type(self) == string`,message=`spec.sync.checkInterval must be a duration string such as "5m" (a number needs a unit: s, m or h)`
+	// +kubebuilder:validation:XValidation:rule=`type(self) != string || self.matches(r'^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$')`,message=`spec.sync.checkInterval must be a duration such as 30s, 5m or 1h30m (each number followed by a unit: ms, s, m or h)`
+	// +kubebuilder:validation:XValidation:rule=`type(self) != string || !self.matches(r'^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$') || self.matches(r'^(0*([0-9]{1,9}(\.[0-9]+)?ms|[0-9]{1,6}(\.[0-9]+)?s|[0-9]{1,5}(\.[0-9]+)?m|[0-9]{1,4}(\.[0-9]+)?h))+$') && duration(self) >= duration('10s') && duration(self) <= duration('24h')`,message=`spec.sync.checkInterval must be between 10s and 24h`
 	CheckInterval *metav1.Duration `json:"checkInterval,omitempty"`
 
-	// Timeout is how long backup synchronization may take to become healthy after a forced sync
-	// before the pair is reported stalled.
+	// Timeout is how long a direction may stay unhealthy while the backup service runs before the pair is reported stalled (reason SyncTimeout); forced syncs go on. Default: 2h. A duration string such as 30m, 2h or 24h; 1m to 168h.
 	// +optional
 	// +kubebuilder:default="2h"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule=`type(self) == string`,message=`spec.sync.timeout must be a duration string such as "2h" (a number needs a unit: s, m or h)`
+	// +kubebuilder:validation:XValidation:rule=`type(self) != string || self.matches(r'^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$')`,message=`spec.sync.timeout must be a duration such as 30s, 2h or 1h30m (each number followed by a unit: ms, s, m or h)`
+	// +kubebuilder:validation:XValidation:rule=`type(self) != string || !self.matches(r'^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$') || self.matches(r'^(0*([0-9]{1,9}(\.[0-9]+)?ms|[0-9]{1,6}(\.[0-9]+)?s|[0-9]{1,5}(\.[0-9]+)?m|[0-9]{1,4}(\.[0-9]+)?h))+$') && duration(self) >= duration('1m') && duration(self) <= duration('168h')`,message=`spec.sync.timeout must be between 1m and 168h`
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 
-// PoolPairStatus is what the operator observed and what it is doing. Everything but the operation
-// in flight and the retry counters is recomputed from observation on every pass.
+// PoolPairStatus is what the operator observed and what it is doing. Everything but the operation in flight and the retry counters is recomputed from observation on every pass.
 type PoolPairStatus struct {
 	// ObservedGeneration is the spec generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Phase is the last milestone reached, in order: Pending, TopologyPublished, Bootstrapped,
-	// BackupServiceStarted, Synced; Deleting while the deletion policy is carried out. It goes back
-	// when the deployment goes back (a stopped backup service drops Synced to Bootstrapped).
+	// Phase is the last milestone reached, in order: Pending, TopologyPublished, Bootstrapped, BackupServiceStarted, Synced; Deleting while the deletion policy is carried out. It goes back when the deployment goes back (a stopped backup service drops Synced to Bootstrapped).
 	// +optional
 	Phase Phase `json:"phase,omitempty"`
 
-	// Conditions: Ready (always), Reconciling and Stalled (only while True), TopologyPublished,
-	// Bootstrapped, BackupServiceRunning, BackupSynced, AgentsReachable.
+	// Conditions: Ready (always), Reconciling and Stalled (only while True), TopologyPublished, Bootstrapped, BackupServiceRunning, BackupSynced, AgentsReachable.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -337,8 +329,7 @@ type PoolPairStatus struct {
 	// +listMapKey=from
 	Backup []BackupDirectionStatus `json:"backup,omitempty"`
 
-	// Operation is the topology write in flight (PairPools, Unpair), run on one Front End of a
-	// pool; per-server steps are in servers[], forced syncs in backup[].
+	// Operation is the topology write in flight (PairPools, Unpair), run on one Front End of a pool; per-server steps are in servers[], forced syncs in backup[].
 	// +optional
 	Operation *OperationStatus `json:"operation,omitempty"`
 
@@ -346,9 +337,7 @@ type PoolPairStatus struct {
 	// +optional
 	LastOperation *OperationStatus `json:"lastOperation,omitempty"`
 
-	// FailedAttempts counts consecutive failures of the topology write (a success whose effect was
-	// not observed counts too); it sets the retry backoff and survives a manager restart. Reset when
-	// the effect is observed, or by the requested-at annotation.
+	// FailedAttempts counts consecutive failures of the topology write (a success whose effect was not observed counts too); it sets the retry backoff and survives a manager restart. Reset when the effect is observed, or by the requested-at annotation.
 	// +optional
 	FailedAttempts int32 `json:"failedAttempts,omitempty"`
 
@@ -360,10 +349,7 @@ type PoolPairStatus struct {
 	// +optional
 	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
 
-	// NextSteps are documented steps of the procedure that are the administrator's, never the
-	// operator's (re-applying a cumulative update after Bootstrapper on Skype for Business Server,
-	// installing the standby Central Management database on a Standard Edition server), each with
-	// the command to run.
+	// NextSteps are documented steps of the procedure that are the administrator's, never the operator's (re-applying a cumulative update after Bootstrapper on Skype for Business Server, installing the standby Central Management database on a Standard Edition server), each with the command to run.
 	// +optional
 	NextSteps []string `json:"nextSteps,omitempty"`
 }
@@ -376,8 +362,7 @@ type ServerStatus struct {
 	Pool string `json:"pool"`
 	// Reachable is false when the server's agent did not answer on the last pass.
 	Reachable bool `json:"reachable"`
-	// Bootstrapped is true when Bootstrapper.exe succeeded on the server after the pairing was
-	// published and the backup service is installed.
+	// Bootstrapped is true when Bootstrapper.exe succeeded on the server after the pairing was published and the backup service is installed.
 	Bootstrapped bool `json:"bootstrapped"`
 	// BackupService is the LYNCBACKUP service state: NotInstalled, Stopped, StartPending, Running...
 	// +optional
@@ -385,14 +370,10 @@ type ServerStatus struct {
 	// LastBootstrapTime is when Bootstrapper.exe last finished on the server.
 	// +optional
 	LastBootstrapTime *metav1.Time `json:"lastBootstrapTime,omitempty"`
-	// RebootRequired is true while Bootstrapper.exe has asked for a restart of the server that has
-	// not happened yet. The operator never restarts a server: the administrator does, and
-	// Bootstrapper then runs again.
+	// RebootRequired is true while Bootstrapper.exe has asked for a restart of the server that has not happened yet. The operator never restarts a server: the administrator does, and Bootstrapper then runs again.
 	// +optional
 	RebootRequired bool `json:"rebootRequired,omitempty"`
-	// BackupServiceStarted is when the running LYNCBACKUP started. A service that started before
-	// the server was bootstrapped for the current pairing still serves the old partner and is
-	// restarted.
+	// BackupServiceStarted is when the running LYNCBACKUP started. A service that started before the server was bootstrapped for the current pairing still serves the old partner and is restarted.
 	// +optional
 	BackupServiceStarted *metav1.Time `json:"backupServiceStarted,omitempty"`
 	// Operation is the step in flight on this server.
@@ -415,28 +396,24 @@ type BackupDirectionStatus struct {
 	From string `json:"from"`
 	// To is the pool that imports it.
 	To string `json:"to"`
-	// Healthy is true when every module exports FinalState or SteadyState (CMSMaster may be
-	// NotInitialized on the pool that does not host the CMS) and imports NormalState.
+	// Healthy is true when every module exports FinalState or SteadyState (CMSMaster may be NotInitialized on the pool that does not host the CMS) and imports NormalState.
 	Healthy bool `json:"healthy"`
 	// StableSince is when the direction last became healthy.
 	// +optional
 	StableSince *metav1.Time `json:"stableSince,omitempty"`
-	// UnhealthySince is when the direction last became unhealthy while the backup service ran;
-	// unhealthy for longer than spec.sync.timeout stalls the pair.
+	// UnhealthySince is when the direction last became unhealthy while the backup service ran; unhealthy for longer than spec.sync.timeout stalls the pair.
 	// +optional
 	UnhealthySince *metav1.Time `json:"unhealthySince,omitempty"`
 	// Message says why the direction is not healthy.
 	// +optional
 	Message string `json:"message,omitempty"`
-	// SyncInterval is the Backup Service's sync interval that applies to From
-	// (Get-CsBackupServiceConfiguration), when its agent could read it.
+	// SyncInterval is the Backup Service's sync interval that applies to From (Get-CsBackupServiceConfiguration), when its agent could read it.
 	// +optional
 	SyncInterval *metav1.Duration `json:"syncInterval,omitempty"`
 	// LastSyncTime is when a forced sync (Invoke-CsBackupServiceSync) of this direction last finished.
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
-	// Operation is the forced sync of this direction in flight (SyncBackup of From, on a Front End
-	// of From): both directions sync at once.
+	// Operation is the forced sync of this direction in flight (SyncBackup of From, on a Front End of From): both directions sync at once.
 	// +optional
 	Operation *OperationStatus `json:"operation,omitempty"`
 	// LastOperation is the last forced sync of this direction that finished.
@@ -465,17 +442,14 @@ type BackupModuleStatus struct {
 	Import string `json:"import"`
 }
 
-// OperationStateStarting is the state of an operation recorded in status before its request is
-// sent (write-ahead): the agent may or may not have it yet, and the same request, with the same
-// id, is sent again until an agent answers for it.
+// OperationStateStarting is the state of an operation recorded in status before its request is sent (write-ahead): the agent may or may not have it yet, and the same request, with the same id, is sent again until an agent answers for it.
 const OperationStateStarting = "Starting"
 
 // OperationStatus is a step run by an agent on one Front End server.
 type OperationStatus struct {
 	// Kind is PairPools, Bootstrap, StartBackupService, RestartBackupService, SyncBackup or Unpair.
 	Kind string `json:"kind"`
-	// ID is the operation's idempotency key, <uid>/<kind>/<target>/<sequence>; ids never repeat.
-	// An operation adopted from an agent keeps the id it was started with.
+	// ID is the operation's idempotency key, <uid>/<kind>/<target>/<sequence>; ids never repeat. An operation adopted from an agent keeps the id it was started with.
 	ID string `json:"id"`
 	// Target is the pool or server the step acts on.
 	Target string `json:"target"`
@@ -487,12 +461,10 @@ type OperationStatus struct {
 	// Sequence is the slot's sequence number in the id; it only grows.
 	// +optional
 	Sequence int64 `json:"sequence,omitempty"`
-	// Params are the JSON parameters sent with the request, so that a request re-sent after a
-	// restart is the same request even if the spec changed meanwhile.
+	// Params are the JSON parameters sent with the request, so that a request re-sent after a restart is the same request even if the spec changed meanwhile.
 	// +optional
 	Params string `json:"params,omitempty"`
-	// CMSPool is, for a topology write, the pool hosting the Central Management Store the write
-	// is serialized on.
+	// CMSPool is, for a topology write, the pool hosting the Central Management Store the write is serialized on.
 	// +optional
 	CMSPool string `json:"cmsPool,omitempty"`
 	// State is Starting (recorded, request not yet confirmed), Pending, Running, Succeeded or Failed.
@@ -510,12 +482,10 @@ type OperationStatus struct {
 	// Message is the agent's message, on failure the reason.
 	// +optional
 	Message string `json:"message,omitempty"`
-	// Retryable is false on a failure that the same request would meet again (permission denied,
-	// refused parameters, not found): the pair stalls at once instead of retrying.
+	// Retryable is false on a failure that the same request would meet again (permission denied, refused parameters, not found): the pair stalls at once instead of retrying.
 	// +optional
 	Retryable bool `json:"retryable,omitempty"`
-	// EffectNotObserved is set on a step that succeeded but whose effect was not observed when the
-	// step was needed again; it counted as a failure for the retry backoff.
+	// EffectNotObserved is set on a step that succeeded but whose effect was not observed when the step was needed again; it counted as a failure for the retry backoff.
 	// +optional
 	EffectNotObserved bool `json:"effectNotObserved,omitempty"`
 }

@@ -2,8 +2,11 @@ package v1alpha1_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -219,5 +223,255 @@ func TestPoolFQDNsImmutable(t *testing.T) {
 	editable.Spec.Suspend = true
 	if err := k8s.Update(ctx, editable); err != nil {
 		t.Errorf("changing spec.suspend was refused: %v", err)
+	}
+}
+
+// rawPair is a PoolPair as the JSON a user sends (so that a bare number reaches the API server as
+// one): a valid minimal spec with extra merged into it.
+func rawPair(t *testing.T, name, extra string) *unstructured.Unstructured {
+	t.Helper()
+	spec := map[string]any{
+		"primary": map[string]any{"fqdn": "pool01.contoso.com"},
+		"backup":  map[string]any{"fqdn": "pool02.contoso.com"},
+	}
+	if extra != "" {
+		var patch map[string]any
+		if err := json.Unmarshal([]byte(extra), &patch); err != nil {
+			t.Fatalf("bad test spec %s: %v", extra, err)
+		}
+		merge(spec, patch)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
+	u.SetGroupVersionKind(drv1alpha1.GroupVersion.WithKind("PoolPair"))
+	u.SetNamespace("default")
+	u.SetName(name)
+	return u
+}
+
+func merge(dst, src map[string]any) {
+	for k, v := range src {
+		if sub, ok := v.(map[string]any); ok {
+			if d, ok := dst[k].(map[string]any); ok {
+				merge(d, sub)
+				continue
+			}
+		}
+		dst[k] = v
+	}
+}
+
+// refusal is one cause of an Invalid error: the field and what the API server says about it.
+type refusal struct{ field, message string }
+
+// causes are the refusals in an Invalid error, in the API server's order.
+func causes(t *testing.T, err error) []refusal {
+	t.Helper()
+	if !apierrors.IsInvalid(err) {
+		t.Fatalf("want an Invalid error, got %v", err)
+	}
+	status, ok := err.(apierrors.APIStatus)
+	if !ok || status.Status().Details == nil {
+		t.Fatalf("no details in %v", err)
+	}
+	var out []refusal
+	for _, c := range status.Status().Details.Causes {
+		out = append(out, refusal{c.Field, c.Message})
+	}
+	return out
+}
+
+// jargon is what a refusal must never say: a regular expression, a CEL conversion error, or the
+// note that some rules were skipped.
+var jargon = []string{"should match", "type conversion error", "some validation rules were not checked", "no such overload", "evaluating rule"}
+
+func invalid(value, message string) string { return "Invalid value: " + value + ": " + message }
+
+// TestRefusalsSpeakHuman pins the exact words of each refusal: the field, the value and a message
+// with an example, never a regular expression.
+func TestRefusalsSpeakHuman(t *testing.T) {
+	requireAPIServer(t)
+	ctx := context.Background()
+	const (
+		poolFQDN   = "must be a lower-case DNS name such as pool01.contoso.com: letters a-z, digits and hyphens, in two or more labels separated by dots, each label 1 to 63 characters that neither starts nor ends with a hyphen"
+		serverFQDN = "must be a lower-case DNS name such as fe01.pool01.contoso.com: letters a-z, digits and hyphens, in two or more labels separated by dots, each label 1 to 63 characters that neither starts nor ends with a hyphen"
+		poolURL    = "must be an https URL such as https://pool01.contoso.com:9443: https://, a host name or IP address ([::1] for IPv6), an optional port, and no path or query"
+		serverURL  = "must be an https URL such as https://fe01.pool01.contoso.com:9443: https://, a host name or IP address ([::1] for IPv6), an optional port, and no path or query"
+		secretName = "must be a Secret name such as lync-agent-client: lower-case letters a-z, digits, hyphens and dots, starting and ending with a letter or digit"
+	)
+	notAString := func(field, example string) string {
+		return field + ` must be a duration string such as "` + example + `" (a number needs a unit: s, m or h)`
+	}
+	notADuration := func(field, example string) string {
+		return field + " must be a duration such as 30s, " + example + " or 1h30m (each number followed by a unit: ms, s, m or h)"
+	}
+	cases := []struct {
+		name, spec string
+		want       []refusal
+	}{
+		{"upper-case pool FQDN", `{"primary":{"fqdn":"Pool01.Contoso.com"}}`,
+			[]refusal{{"spec.primary.fqdn", invalid(`"Pool01.Contoso.com"`, poolFQDN)}}},
+		{"space in a pool FQDN", `{"backup":{"fqdn":"pool 02.contoso.com"}}`,
+			[]refusal{{"spec.backup.fqdn", invalid(`"pool 02.contoso.com"`, poolFQDN)}}},
+		{"PowerShell subexpression in a pool FQDN", `{"primary":{"fqdn":"$(whoami).contoso.com"}}`,
+			[]refusal{{"spec.primary.fqdn", invalid(`"$(whoami).contoso.com"`, poolFQDN)}}},
+		{"shell command after a pool FQDN", `{"backup":{"fqdn":"pool02.contoso.com; rm -rf /"}}`,
+			[]refusal{{"spec.backup.fqdn", invalid(`"pool02.contoso.com; rm -rf /"`, poolFQDN)}}},
+		{"empty pool FQDN", `{"primary":{"fqdn":""}}`,
+			[]refusal{{"spec.primary.fqdn", invalid(`""`, poolFQDN)}}},
+		{"upper-case server FQDN", `{"primary":{"servers":[{"fqdn":"FE01.pool01.contoso.com"}]}}`,
+			[]refusal{{"spec.primary.servers[0].fqdn", invalid(`"FE01.pool01.contoso.com"`, serverFQDN)}}},
+		{"pipe in a server FQDN", `{"backup":{"servers":[{"fqdn":"fe01.pool02.contoso.com|calc"}]}}`,
+			[]refusal{{"spec.backup.servers[0].fqdn", invalid(`"fe01.pool02.contoso.com|calc"`, serverFQDN)}}},
+		{"http pool endpoint", `{"primary":{"agentEndpoint":"http://pool01.contoso.com:9443"}}`,
+			[]refusal{{"spec.primary.agentEndpoint", invalid(`"http://pool01.contoso.com:9443"`, poolURL)}}},
+		{"pool endpoint with a path and query", `{"backup":{"agentEndpoint":"https://pool02.contoso.com:9443/x?y=$(whoami)"}}`,
+			[]refusal{{"spec.backup.agentEndpoint", invalid(`"https://pool02.contoso.com:9443/x?y=$(whoami)"`, poolURL)}}},
+		{"ftp server endpoint", `{"backup":{"servers":[{"fqdn":"fe01.pool02.contoso.com","agentEndpoint":"ftp://fe01"}]}}`,
+			[]refusal{{"spec.backup.servers[0].agentEndpoint", invalid(`"ftp://fe01"`, serverURL)}}},
+		{"stableFor a bare number", `{"sync":{"stableFor":2}}`,
+			[]refusal{{"spec.sync.stableFor", invalid(`2`, notAString("spec.sync.stableFor", "4m"))}}},
+		{"stableFor a number in a string", `{"sync":{"stableFor":"2"}}`,
+			[]refusal{{"spec.sync.stableFor", invalid(`"2"`, notADuration("spec.sync.stableFor", "4m"))}}},
+		{"stableFor an unknown unit", `{"sync":{"stableFor":"2x"}}`,
+			[]refusal{{"spec.sync.stableFor", invalid(`"2x"`, notADuration("spec.sync.stableFor", "4m"))}}},
+		{"stableFor negative", `{"sync":{"stableFor":"-1m"}}`,
+			[]refusal{{"spec.sync.stableFor", invalid(`"-1m"`, notADuration("spec.sync.stableFor", "4m"))}}},
+		{"stableFor too long", `{"sync":{"stableFor":"25h"}}`,
+			[]refusal{{"spec.sync.stableFor", invalid(`"25h"`, "spec.sync.stableFor must be between 0s and 24h")}}},
+		{"stableFor beyond what a duration holds", `{"sync":{"stableFor":"9999999999h"}}`,
+			[]refusal{{"spec.sync.stableFor", invalid(`"9999999999h"`, "spec.sync.stableFor must be between 0s and 24h")}}},
+		{"checkInterval a bare number", `{"sync":{"checkInterval":300}}`,
+			[]refusal{{"spec.sync.checkInterval", invalid(`300`, notAString("spec.sync.checkInterval", "5m"))}}},
+		{"checkInterval too short", `{"sync":{"checkInterval":"9s"}}`,
+			[]refusal{{"spec.sync.checkInterval", invalid(`"9s"`, "spec.sync.checkInterval must be between 10s and 24h")}}},
+		{"timeout in days", `{"sync":{"timeout":"1d"}}`,
+			[]refusal{{"spec.sync.timeout", invalid(`"1d"`, notADuration("spec.sync.timeout", "2h"))}}},
+		{"timeout too long", `{"sync":{"timeout":"169h"}}`,
+			[]refusal{{"spec.sync.timeout", invalid(`"169h"`, "spec.sync.timeout must be between 1m and 168h")}}},
+		{"timeout too short", `{"sync":{"timeout":"59s"}}`,
+			[]refusal{{"spec.sync.timeout", invalid(`"59s"`, "spec.sync.timeout must be between 1m and 168h")}}},
+		{"voice failure detection a bare number", `{"voiceFailover":{"failureDetectionInterval":120}}`,
+			[]refusal{{"spec.voiceFailover.failureDetectionInterval", invalid(`120`, notAString("spec.voiceFailover.failureDetectionInterval", "2m"))}}},
+		{"voice failure detection too short", `{"voiceFailover":{"failureDetectionInterval":"10s"}}`,
+			[]refusal{{"spec.voiceFailover.failureDetectionInterval", invalid(`"10s"`, "spec.voiceFailover.failureDetectionInterval must be between 30s and 24h")}}},
+		{"voice failback detection with a space", `{"voiceFailover":{"failbackDetectionInterval":"10 m"}}`,
+			[]refusal{{"spec.voiceFailover.failbackDetectionInterval", invalid(`"10 m"`, notADuration("spec.voiceFailover.failbackDetectionInterval", "10m"))}}},
+		{"voice failback detection too long", `{"voiceFailover":{"failbackDetectionInterval":"25h"}}`,
+			[]refusal{{"spec.voiceFailover.failbackDetectionInterval", invalid(`"25h"`, "spec.voiceFailover.failbackDetectionInterval must be between 30s and 24h")}}},
+		{"secret name with a space", `{"agent":{"tlsSecretRef":{"name":"Bad Name"}}}`,
+			[]refusal{{"spec.agent.tlsSecretRef.name", invalid(`"Bad Name"`, secretName)}}},
+		{"several at once, each named", `{"primary":{"fqdn":"POOL01.contoso.com"},"sync":{"stableFor":2,"timeout":"2"}}`,
+			[]refusal{
+				{"spec.primary.fqdn", invalid(`"POOL01.contoso.com"`, poolFQDN)},
+				{"spec.sync.stableFor", invalid(`2`, notAString("spec.sync.stableFor", "4m"))},
+				{"spec.sync.timeout", invalid(`"2"`, notADuration("spec.sync.timeout", "2h"))},
+			}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pp := rawPair(t, fmt.Sprintf("human-%d", i), tc.spec)
+			err := k8s.Create(ctx, pp, client.DryRunAll)
+			if err == nil {
+				t.Fatalf("the API server accepted %s", tc.spec)
+			}
+			got := causes(t, err)
+			sortRefusals(got)
+			want := append([]refusal(nil), tc.want...)
+			sortRefusals(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("the API server said:\n%s\nwant:\n%s", formatRefusals(got), formatRefusals(want))
+			}
+			for _, j := range jargon {
+				if strings.Contains(err.Error(), j) {
+					t.Errorf("the refusal says %q: %v", j, err)
+				}
+			}
+		})
+	}
+}
+
+func sortRefusals(r []refusal) {
+	slices.SortFunc(r, func(a, b refusal) int { return strings.Compare(a.field+a.message, b.field+b.message) })
+}
+
+func formatRefusals(r []refusal) string {
+	var b strings.Builder
+	for _, x := range r {
+		fmt.Fprintf(&b, "  %s: %s\n", x.field, x.message)
+	}
+	return b.String()
+}
+
+// TestRulesAcceptWhatThePatternsAccepted: the CEL rules that replaced the schema patterns accept
+// exactly what the patterns (and, for durations, the old range rules) accepted.
+func TestRulesAcceptWhatThePatternsAccepted(t *testing.T) {
+	requireAPIServer(t)
+	ctx := context.Background()
+	oldFQDN := regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$`)
+	oldEndpoint := regexp.MustCompile(`^https://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$`)
+	oldDuration := regexp.MustCompile(`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`)
+	label63 := strings.Repeat("a", 63)
+	fqdns := []string{
+		"pool01.contoso.com", "a.b", "ab", "a", "1.2.3.4", "xn--bcher-kva.example", "pool-01.contoso.com",
+		label63 + ".contoso.com", label63 + "a.contoso.com", "pool01.contoso.com.", ".contoso.com", "pool01..contoso.com",
+		"-pool01.contoso.com", "pool01-.contoso.com", "pool_01.contoso.com", "Pool01.contoso.com", "pöol01.contoso.com",
+		"pool01.contoso.com\n", "pool01.contoso.com ", "pool01.contoso.com;calc", "pool01.contoso.com`", "pool01.contoso.com'",
+		"pool01.contoso.com\"", "pool01.contoso.com&", "pool01.contoso.com$", "*.contoso.com", "pool01.contoso.c-m",
+	}
+	for i, fqdn := range fqdns {
+		want := oldFQDN.MatchString(fqdn)
+		for _, spec := range []map[string]any{
+			{"primary": map[string]any{"fqdn": fqdn}},
+			{"primary": map[string]any{"servers": []any{map[string]any{"fqdn": fqdn}}}},
+		} {
+			extra, _ := json.Marshal(spec)
+			err := k8s.Create(ctx, rawPair(t, fmt.Sprintf("fqdn-%d", i), string(extra)), client.DryRunAll)
+			if (err == nil) != want {
+				t.Errorf("%s: the pattern accepted it: %v; the API server says: %v", extra, want, err)
+			}
+		}
+	}
+	endpoints := []string{
+		"https://pool01.contoso.com:9443", "https://pool01.contoso.com", "https://pool01.contoso.com/", "https://[::1]:19442/",
+		"https://127.0.0.1:19451", "https://host:99999", "https://Pool01.Contoso.com:9443", "https://", "https://host//",
+		"https://host/x", "https://host?x", "https://host#x", "http://host", "HTTPS://host", "https://a b", "https://host:9443\n",
+		"https://user@host", "https://hóst", "ftp://host", " https://host",
+	}
+	for i, ep := range endpoints {
+		want := oldEndpoint.MatchString(ep)
+		for _, spec := range []map[string]any{
+			{"backup": map[string]any{"agentEndpoint": ep}},
+			{"backup": map[string]any{"servers": []any{map[string]any{"fqdn": "fe01.pool02.contoso.com", "agentEndpoint": ep}}}},
+		} {
+			extra, _ := json.Marshal(spec)
+			err := k8s.Create(ctx, rawPair(t, fmt.Sprintf("endpoint-%d", i), string(extra)), client.DryRunAll)
+			if (err == nil) != want {
+				t.Errorf("%s: the pattern accepted it: %v; the API server says: %v", extra, want, err)
+			}
+		}
+	}
+	durations := []string{
+		"0s", "10s", "9s", "9.999s", "10.0s", "1.5h", "1h30m", "90m", "100000ms", "86400000ms", "86400001ms", "24h", "24h0m0.001s",
+		"1h1h", "0000000000000000000001m", "1e3s", ".5m", "1.m", "1us", "2", "2x", "-1s", "+1s", "1h-1m", "5m ", "", "25h",
+		"1439m59.999s", "9999999999h", "99999999999999999999ms", "2562048h",
+	}
+	for i, d := range durations {
+		parsed, err := time.ParseDuration(d)
+		want := oldDuration.MatchString(d) && err == nil && parsed >= 10*time.Second && parsed <= 24*time.Hour
+		pp := rawPair(t, fmt.Sprintf("duration-%d", i), "")
+		if err := unstructured.SetNestedField(pp.Object, d, "spec", "sync", "checkInterval"); err != nil {
+			t.Fatal(err)
+		}
+		err = k8s.Create(ctx, pp, client.DryRunAll)
+		if (err == nil) != want {
+			t.Errorf("checkInterval %q: the pattern and range accepted it: %v; the API server says: %v", d, want, err)
+		}
+		if err != nil {
+			for _, j := range jargon {
+				if strings.Contains(err.Error(), j) {
+					t.Errorf("checkInterval %q: the refusal says %q: %v", d, j, err)
+				}
+			}
+		}
 	}
 }
