@@ -100,9 +100,11 @@ func (p *pass) restartAfterUnpair(ctx context.Context, letGo string) bool {
 			restarting = append(restarting, s.FQDN)
 		case !s.Reachable:
 			unreachable = append(unreachable, s.FQDN)
-		case s.BackupService != protocol.ServiceRunning || s.BackupServiceStarted == nil || !s.BackupServiceStarted.Before(unpaired.Finished):
-			// Not running, or started after the Unpair finished (status times have second
-			// precision: a start in the same second is taken as after, so nothing restarts twice).
+		case s.BackupService != protocol.ServiceRunning || s.BackupServiceStarted == nil || s.BackupServiceStarted.After(unpaired.Finished.Time),
+			restartedSince(s, unpaired.Finished):
+			// Not running, started after the Unpair finished, or restarted by us since. Status
+			// times have second precision: a start in the Unpair's last second is taken as before
+			// it, and our own restart's record is what keeps it from running twice.
 		case p.r.Backoff.Exhausted(s.FailedAttempts) || serverSlot(s).refusedForGood() != nil:
 			p.blocked(fmt.Sprintf("restarting LYNCBACKUP on %s after unpairing failed %d times: %s; restart it by hand (Stop-CsWindowsService -Name LYNCBACKUP; Start-CsWindowsService -Name LYNCBACKUP), then retry with the %s annotation, or %s",
 				s.FQDN, s.FailedAttempts, lastMessage(s.LastOperation), drv1alpha1.RequestedAtAnnotation, letGo))
@@ -127,6 +129,14 @@ func (p *pass) restartAfterUnpair(ctx context.Context, letGo string) bool {
 	p.wantRequeue(p.r.UnreachableRetry)
 	p.deleting(StepRestartingBackupService, p.orWaiting(fmt.Sprintf("unpaired; restarting LYNCBACKUP on %s, as Microsoft's procedure does after a pairing is removed", strings.Join(restarting, ", ")), false))
 	return true
+}
+
+// restartedSince says whether the server's last operation is a RestartBackupService that
+// succeeded and was started at t or later.
+func restartedSince(s *drv1alpha1.ServerStatus, t *metav1.Time) bool {
+	op := s.LastOperation
+	return op != nil && op.Kind == string(protocol.KindRestartBackupService) && op.State == string(protocol.StateSucceeded) &&
+		op.Started != nil && !op.Started.Before(t)
 }
 
 func (p *pass) deleting(reason, msg string) {
