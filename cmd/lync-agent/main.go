@@ -83,10 +83,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, errHelp):
 		return exitOK
 	case errors.Is(err, errUsage):
-		msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
-		fmt.Fprintf(stderr, "lync-agent %s: %s\nRun 'lync-agent %s --help' for its flags, 'lync-agent --help' for an overview.\n", args[0], msg, args[0])
+		fmt.Fprintf(stderr, "lync-agent %s: %s\nRun 'lync-agent %s --help' for its flags, 'lync-agent --help' for an overview.\n", args[0], usageMessage(err), args[0])
 		return exitUsage
 	}
 	fmt.Fprintf(stderr, "lync-agent %s: %v\n", args[0], err)
 	return exitError
+}
+
+// usageMessage is a usage error's text without its errUsage marker.
+func usageMessage(err error) string {
+	return strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
 }

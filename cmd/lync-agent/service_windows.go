@@ -277,7 +277,8 @@ func runService(name string, serveArgs []string) error {
 	defer elog.Close()
 	c, _, err := parseServeConfig(serveArgs, io.Discard)
 	if err != nil {
-		_ = elog.Error(eventError, "lync-agent: invalid service configuration: "+err.Error())
+		_ = elog.Error(eventError, "lync-agent: invalid service configuration: "+usageMessage(err)+
+			" (reinstall the service with corrected flags: lync-agent service uninstall, then service install)")
 		return err
 	}
 	level, _ := parseLevel(c.LogLevel)

@@ -184,3 +184,25 @@ func TestValidRequestsOfEachKindRun(t *testing.T) {
 		t.Errorf("lastBootstrap = %+v", lb)
 	}
 }
+
+// TestInfoReportsTheStartChecks: /v1/info carries the checks serve made at its start, and when the
+// agent cannot tell which server it is, its error names the failed checks and what to do.
+func TestInfoReportsTheStartChecks(t *testing.T) {
+	checks := []protocol.StartCheck{
+		{Name: "tls-cert", Status: "PASS", Saw: "server.crt: CN=fe01.pool01.contoso.com"},
+		{Name: "module", Status: "FAIL", Saw: "Import-Module Lync: not found", Fix: "install the Lync Server Management Shell"},
+		{Name: "pool-read", Status: "UNKNOWN", Saw: "not checked", Fix: "fix module first"},
+	}
+	backend := newFake()
+	a := startAgent(t, agentOpts{backend: backend, checks: checks})
+	var info protocol.Info
+	if status, raw := a.do("GET", "/v1/info", "", &info); status != 200 || !reflect.DeepEqual(info.StartChecks, checks) {
+		t.Fatalf("info: %d %s; want the start checks %+v", status, raw, checks)
+	}
+	backend.setErr("Identity", fmt.Errorf("powershell Identity: the Lync module is not installed: %w", lync.ErrUnavailable))
+	status, raw := a.do("GET", "/v1/info", "", nil)
+	want := `{"code":"Unavailable","message":"powershell Identity: the Lync module is not installed; start checks that failed: module: Import-Module Lync: not found -> install the Lync Server Management Shell"}` + "\n"
+	if status != 503 || raw != want {
+		t.Errorf("info while Identity fails: %d %s\nwant 503 %s", status, raw, want)
+	}
+}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -208,6 +209,28 @@ type agentOpts struct {
 	allowed []string
 	dir     string
 	backend *fakeBackend
+	// logs, when set, receives the agent's log as JSON lines.
+	logs *syncBuffer
+	// checks are the start checks /v1/info reports.
+	checks []protocol.StartCheck
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 var (
@@ -242,7 +265,10 @@ func startAgent(t *testing.T, o agentOpts) *testAgent {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	h, err := NewHandler(Config{Backend: o.backend, Journal: j, Logger: logger, Version: "test", MaxWait: o.maxWait})
+	if o.logs != nil {
+		logger = slog.New(slog.NewJSONHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	h, err := NewHandler(Config{Backend: o.backend, Journal: j, Logger: logger, Version: "test", MaxWait: o.maxWait, StartChecks: o.checks})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,17 +81,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		cancelOps: cancel,
 		live:      map[string]*liveOp{},
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/info", h.info)
-	mux.HandleFunc("GET /v1/pools/{fqdn}", h.pool)
-	mux.HandleFunc("GET /v1/pools/{fqdn}/backup-status", h.backupStatus)
-	mux.HandleFunc("GET /v1/server", h.server)
-	mux.HandleFunc("POST /v1/operations", h.startOperation)
-	mux.HandleFunc("GET /v1/operations/{id...}", h.getOperation)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, notFound("no such endpoint: "+r.Method+" "+r.URL.Path))
-	})
-	h.mux = mux
+	h.mux = h.newMux() // routes.go
 	if err := h.resume(); err != nil {
 		cancel()
 		return nil, err
@@ -170,17 +160,17 @@ func (h *Handler) resumeBootstrap(rec record) bool {
 	return true
 }
 
-// ServeHTTP refuses any request that did not arrive over mutual TLS (a second line behind
-// ServerTLSConfig, should the handler ever be mounted elsewhere), then routes it.
+// ServeHTTP refuses any request that did not arrive over TLS with a verified client certificate
+// (a second line behind ServerTLSConfig, should the handler ever be mounted elsewhere; see
+// verifiedClient), then routes it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	client := ""
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
-		writeError(rec, &apiError{http.StatusUnauthorized, protocol.Error{Code: protocol.CodeUnauthorized, Message: "a client certificate over TLS is required"}})
+	client, ok := verifiedClient(r.TLS)
+	if !ok {
+		writeError(rec, &apiError{http.StatusUnauthorized, protocol.Error{Code: protocol.CodeUnauthorized, Message: "a verified client certificate over TLS is required"}})
 	} else {
-		client = r.TLS.VerifiedChains[0][0].Subject.CommonName
-		h.mux.ServeHTTP(rec, r)
+		h.route(rec, r)
 	}
 	h.log.Debug("request", "method", r.Method, "path", r.URL.Path, "route", r.Pattern,
 		"status", rec.status, "client", client, "remote", r.RemoteAddr, "duration", time.Since(start))

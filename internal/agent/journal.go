@@ -156,6 +156,28 @@ func (j *Journal) get(id string) (record, bool, error) {
 	return r, found, err
 }
 
+// recent returns up to n records, newest first (in the order they were created).
+func (j *Journal) recent(n int) ([]record, error) {
+	var out []record
+	err := j.db.View(func(tx *bolt.Tx) error {
+		ops := tx.Bucket(bucketOps)
+		c := tx.Bucket(bucketOrder).Cursor()
+		for k, id := c.Last(); k != nil && len(out) < n; k, id = c.Prev() {
+			v := ops.Get(id)
+			if v == nil {
+				continue
+			}
+			var r record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
 // insert adds a new record; errExists if the id is taken.
 func (j *Journal) insert(r *record) error {
 	err := j.db.Update(func(tx *bolt.Tx) error {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -150,6 +151,46 @@ func (h *Handler) getOperation(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, op)
+}
+
+// Bounds of GET /v1/operations?limit=.
+const (
+	defaultListLimit = 50
+	maxListLimit     = 500
+)
+
+// listOperations handles GET /v1/operations[?limit=50]: the journal's operations, newest first,
+// in their current state. A limit above maxListLimit is capped to it.
+func (h *Handler) listOperations(w http.ResponseWriter, r *http.Request) {
+	limit := defaultListLimit
+	if vals, ok := r.URL.Query()["limit"]; ok {
+		if len(vals) != 1 {
+			writeError(w, invalid("limit: give it once"))
+			return
+		}
+		n, err := strconv.Atoi(vals[0])
+		if err != nil || n < 1 {
+			writeError(w, invalid(fmt.Sprintf("limit: %q is not a whole number from 1 to %d", vals[0], maxListLimit)))
+			return
+		}
+		limit = min(n, maxListLimit)
+	}
+	recs, err := h.journal.recent(limit)
+	if err != nil {
+		writeError(w, internal("journal: "+err.Error()))
+		return
+	}
+	list := protocol.OperationList{Operations: make([]protocol.Operation, 0, len(recs))}
+	h.mu.Lock()
+	for _, rec := range recs {
+		op := rec.Op
+		if l, ok := h.live[op.ID]; ok {
+			op = l.rec.Op // newer than the journal when a journal write failed
+		}
+		list.Operations = append(list.Operations, op)
+	}
+	h.mu.Unlock()
+	writeJSON(w, http.StatusOK, list)
 }
 
 // collision finds the live operation a new one of kind on target may not run beside: another of
@@ -380,27 +421,30 @@ func (h *Handler) failure(ctx context.Context, timeout time.Duration, err error)
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return fmt.Sprintf("timed out after %s: %v", timeout, err), true
 	case errors.Is(err, lync.ErrConflict):
-		return prefixed("conflict", err), false
+		// The operator reads a Bootstrap refused this way by its "conflict: " prefix.
+		return prefixed(lync.ErrConflict, err), false
 	case errors.Is(err, lync.ErrPermission):
 		// The backend's error names the right the step needs (a group, setup permissions, local
 		// Administrator).
-		return prefixed("permission denied", err), false
+		return prefixed(lync.ErrPermission, err), false
 	case errors.Is(err, lync.ErrNotFound):
-		return prefixed("not found", err), false
+		return prefixed(lync.ErrNotFound, err), false
 	case errors.Is(err, lync.ErrUnavailable):
-		return prefixed("backend unavailable", err), true
+		return prefixed(lync.ErrUnavailable, err), true
 	}
 	// Unknown failures are presumed transient; the operator's capped backoff bounds the retries.
 	return err.Error(), true
 }
 
-// prefixed starts the message with what kind of failure it is, unless the backend's error already
-// does (errors wrapped as "%w: ..." around the lync sentinels).
-func prefixed(kind string, err error) string {
-	if msg := err.Error(); strings.HasPrefix(msg, kind+":") {
-		return msg
+// prefixed starts the message with what kind of failure it is (the sentinel's text: "conflict",
+// "permission denied", "not found", "backend unavailable"), once: wherever the backend's error
+// already says it (see reason), it is dropped there.
+func prefixed(sentinel, err error) string {
+	word := sentinel.Error()
+	if r := reason(err, sentinel); r != word {
+		return word + ": " + r
 	}
-	return kind + ": " + err.Error()
+	return word
 }
 
 // finish records the final state, wakes long-polls and logs the outcome.

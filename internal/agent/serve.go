@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -43,7 +46,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, tlsCfg *tls.Con
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return base },
 		// Handshake refusals (no or wrong client certificate, plain HTTP) are logged here.
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelInfo),
+		ErrorLog: log.New(errorLogWriter{logger}, "", 0),
 	}
 	srv.RegisterOnShutdown(cancelBase)
 
@@ -65,4 +68,35 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, tlsCfg *tls.Con
 		return err
 	}
 	return nil
+}
+
+// handshakeErrorPrefix starts net/http's log line for a failed TLS handshake.
+const handshakeErrorPrefix = "http: TLS handshake error from "
+
+// errorLogWriter is the writer of net/http's ErrorLog: a failed handshake becomes a structured
+// record ("TLS handshake refused" at WARN for a client certificate refused, "TLS handshake failed"
+// at INFO for anything else, such as a client that hung up or spoke plain HTTP) with the remote
+// address and the reason; any other line is logged as it is, at INFO.
+type errorLogWriter struct {
+	log *slog.Logger
+}
+
+func (w errorLogWriter) Write(p []byte) (int, error) {
+	line := string(bytes.TrimRight(p, "\n"))
+	if rest, ok := strings.CutPrefix(line, handshakeErrorPrefix); ok {
+		// ADDR has no ": " in it, IPv6 addresses included ("[::1]:5555").
+		if remote, reason, ok := strings.Cut(rest, ": "); ok {
+			switch {
+			case reason == "tls: client didn't provide a certificate":
+				w.log.Warn("TLS handshake refused", "remote", remote, "reason", errNoClientCert.Error())
+			case strings.Contains(reason, "certificate"):
+				w.log.Warn("TLS handshake refused", "remote", remote, "reason", reason)
+			default:
+				w.log.Info("TLS handshake failed", "remote", remote, "reason", reason)
+			}
+			return len(p), nil
+		}
+	}
+	w.log.Info(line)
+	return len(p), nil
 }

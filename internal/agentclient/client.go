@@ -55,6 +55,7 @@ type Client struct {
 	http    *http.Client
 	timeout time.Duration
 	observe func(method, path, code string, d time.Duration)
+	id      tlsIdentity
 }
 
 // New returns a client that presents the configured certificate and trusts only agents whose
@@ -80,7 +81,7 @@ func New(cfg Config) (*Client, error) {
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &Client{http: &http.Client{Transport: transport}, timeout: timeout, observe: cfg.Observe}, nil
+	return &Client{http: &http.Client{Transport: transport}, timeout: timeout, observe: cfg.Observe, id: newTLSIdentity(cert.Leaf, cfg.CAPEM)}, nil
 }
 
 // CloseIdleConnections closes kept-alive connections (for example after an agent's certificate
@@ -206,19 +207,19 @@ func (c *Client) do(ctx context.Context, endpoint, method, route, path string, b
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.report(method, route, "error", start)
-		return transportError(ctx, method, base, path, err)
+		return transportError(ctx, c.id, method, base, path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	c.report(method, route, fmt.Sprint(resp.StatusCode), start)
 	if err != nil {
-		return transportError(ctx, method, base, path, err)
+		return transportError(ctx, c.id, method, base, path, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		apiErr := &APIError{Method: method, Endpoint: base, Path: path, Status: resp.StatusCode}
 		var e protocol.Error
 		if json.Unmarshal(raw, &e) == nil && e.Code != "" {
-			apiErr.Code, apiErr.Message, apiErr.Operation = e.Code, e.Message, e.Operation
+			apiErr.Code, apiErr.Message, apiErr.Operation = e.Code, withoutCode(e.Code, e.Message), e.Operation
 		} else {
 			apiErr.Message = strings.TrimSpace(string(raw[:min(len(raw), 200)]))
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/lync-dr/poolpair-operator/internal/protocol"
 )
@@ -22,7 +23,7 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: 409.
 	ErrConflict = errors.New("conflict")
-	// ErrInvalid: 400 or 413, the request was refused as invalid.
+	// ErrInvalid: 400, 405 or 413, the request was refused as invalid.
 	ErrInvalid = errors.New("invalid request")
 	// ErrUnauthorized: 401 or 403, or a TLS authentication failure in either direction: the agent
 	// refused this client's certificate, or the agent's certificate is not signed by the CA this
@@ -36,8 +37,9 @@ type APIError struct {
 	Endpoint string
 	Path     string
 	Status   int
-	// Code and Message are the agent's protocol.Error; when the body was not one, Code is empty
-	// and Message holds the start of the body.
+	// Code and Message are the agent's protocol.Error (less a start of Message that only repeats
+	// Code, as older agents sent: see withoutCode); when the body was not one, Code is empty and
+	// Message holds the start of the body.
 	Code    string
 	Message string
 	// Operation is, on a 409, the operation in flight that the request collided with.
@@ -62,7 +64,8 @@ func (e *APIError) Is(target error) bool {
 	case ErrConflict:
 		return e.Status == http.StatusConflict
 	case ErrInvalid:
-		return e.Status == http.StatusBadRequest || e.Status == http.StatusRequestEntityTooLarge
+		// 405: this client sent a method the agent does not take on that path (a version skew).
+		return e.Status == http.StatusBadRequest || e.Status == http.StatusRequestEntityTooLarge || e.Status == http.StatusMethodNotAllowed
 	case ErrUnauthorized:
 		return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
 	}
@@ -70,8 +73,10 @@ func (e *APIError) Is(target error) bool {
 }
 
 // transportError classifies a failure to get an answer at all. ctx is the caller's context: when it
-// ended, its error is returned as is, since the agent is not to blame.
-func transportError(ctx context.Context, method, endpoint, path string, err error) error {
+// ended, its error is returned as is, since the agent is not to blame. A TLS authentication
+// failure is ErrUnauthorized with a *TLSError saying which certificate is wrong and what to do;
+// anything else is ErrUnavailable.
+func transportError(ctx context.Context, id tlsIdentity, method, endpoint, path string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s %s%s: %w", method, endpoint, path, ctx.Err())
 	}
@@ -80,11 +85,10 @@ func transportError(ctx context.Context, method, endpoint, path string, err erro
 	if errors.As(err, &urlErr) {
 		err = urlErr.Err
 	}
-	kind := ErrUnavailable
 	if isAuthFailure(err) {
-		kind = ErrUnauthorized
+		return fmt.Errorf("%s %s%s: %w: %w", method, endpoint, path, ErrUnauthorized, id.explain(err))
 	}
-	return fmt.Errorf("%s %s%s: %w: %w", method, endpoint, path, kind, err)
+	return fmt.Errorf("%s %s%s: %w: %w", method, endpoint, path, ErrUnavailable, err)
 }
 
 // isAuthFailure reports a TLS authentication failure, as opposed to an agent that is down: the
@@ -104,6 +108,24 @@ func isAuthFailure(err error) bool {
 		return true
 	}
 	return false
+}
+
+// codeWords are the words an agent's message may start with that only repeat its code: older
+// agents sent a backend's error as it was ("Conflict" with "conflict: pool01 is paired with
+// pool03").
+var codeWords = map[string]string{
+	protocol.CodeNotFound:    "not found: ",
+	protocol.CodeConflict:    "conflict: ",
+	protocol.CodeUnavailable: "backend unavailable: ",
+	protocol.CodeForbidden:   "permission denied: ",
+}
+
+// withoutCode drops from msg a start that repeats code.
+func withoutCode(code, msg string) string {
+	if w, ok := codeWords[code]; ok && len(msg) > len(w) && strings.EqualFold(msg[:len(w)], w) {
+		return msg[len(w):]
+	}
+	return msg
 }
 
 // InFlight returns the operation already in flight that a 409 answer names, or nil.
