@@ -103,7 +103,7 @@ func TestDoctorPassingServer(t *testing.T) {
 			t.Errorf("no %s line", name)
 		}
 	}
-	if !strings.Contains(summary, "29 PASS, 0 FAIL, 0 UNKNOWN; values masked") {
+	if !strings.Contains(summary, "33 PASS, 0 FAIL, 0 UNKNOWN; values masked") {
 		t.Errorf("summary %q", summary)
 	}
 	if strings.Contains(strings.ToLower(out), "contoso") || strings.Contains(out, "svc-lyncagent") {
@@ -121,7 +121,7 @@ func TestDoctorPassingServer(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil || code != exitOK {
 		t.Fatalf("--json: exit %d, %v\n%s", code, err, out)
 	}
-	if !r.Masked || r.Product != "lync2013" || len(r.Checks) != 29 || r.Summary.Pass != 29 || r.Incomplete != "" ||
+	if !r.Masked || r.Product != "lync2013" || len(r.Checks) != 33 || r.Summary.Pass != 33 || r.Incomplete != "" ||
 		strings.Contains(strings.ToLower(out), "contoso") || r.Checks[0].Assumption == "" {
 		t.Errorf("--json report: %+v", r)
 	}

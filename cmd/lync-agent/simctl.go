@@ -25,6 +25,10 @@ const simctlSynopsis = `simctl [--admin URL] --tls-dir DIR <command>
 Commands (against a running "lync-agent sim"):
   stop-service FQDN              stop LYNCBACKUP on a simulated Front End server
   unreachable FQDN true|false    make a server's agent or a pool's alias drop every connection, or answer again
+  pool-unreachable POOL true|false
+                                 make a whole pool stop answering (a disaster: its alias and every
+                                 one of its Front End servers), or answer again
+  front-end FQDN stop|start      stop or start the Front End service (RTCSRV) of a Front End server
   export-error POOL on|off       make every backup module of POOL export ErrorState, or recover
   restart-agent FQDN             kill a Front End server's agent and start it again (the deployment,
                                  and a Bootstrapper.exe it started, go on)
@@ -36,7 +40,10 @@ Commands (against a running "lync-agent sim"):
                                  true, wait while the server's agent runs a write
   set-sync-interval DURATION     set the Backup Service's SyncInterval for every pool (e.g. 30s or
                                  2m; Lync accepts 5s to 3h, the sim 1s to 3h)
-  state                          print the simulated deployment's state, with its timeline (JSON)`
+  state                          print the simulated deployment's state, with its timeline (JSON)
+  failover-state                 print who serves whom: where the Central Management store is,
+                                 each pool's backup pool, whether it is failed over and to which
+                                 pool, its Front End servers, and each Edge pool's next hop`
 
 func simctlCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var admin, tlsDir string
@@ -83,8 +90,16 @@ func simctlCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
 	}
-	if fs.Arg(0) == "state" {
+	switch fs.Arg(0) {
+	case "state":
 		_, err = stdout.Write(answer)
+		return err
+	case "failover-state":
+		var st sim.State
+		if err := json.Unmarshal(answer, &st); err != nil {
+			return fmt.Errorf("%s %s: decoding the answer: %w", method, path, err)
+		}
+		_, err = io.WriteString(stdout, failoverSummary(st))
 		return err
 	}
 	fmt.Fprintf(stdout, "ok: %s\n", strings.Join(fs.Args(), " "))
@@ -94,7 +109,7 @@ func simctlCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 // simctlRequest maps a simctl command to a request of the sim admin API.
 func simctlRequest(args []string) (method, path string, body any, err error) {
 	if len(args) == 0 {
-		return "", "", nil, fmt.Errorf("%w: a command is required (stop-service, unreachable, export-error, restart-agent, reboot, reads, set-sync-interval, state)", errUsage)
+		return "", "", nil, fmt.Errorf("%w: a command is required (stop-service, unreachable, pool-unreachable, front-end, export-error, restart-agent, reboot, reads, set-sync-interval, state, failover-state)", errUsage)
 	}
 	want := func(n int, form string) error {
 		if len(args) != n {
@@ -118,6 +133,29 @@ func simctlRequest(args []string) (method, path string, body any, err error) {
 			return "", "", nil, err
 		}
 		return http.MethodGet, sim.AdminPrefix + "/state", nil, nil
+	case "failover-state":
+		if err := want(1, "failover-state"); err != nil {
+			return "", "", nil, err
+		}
+		return http.MethodGet, sim.AdminPrefix + "/state", nil, nil
+	case "pool-unreachable":
+		if err := want(3, "pool-unreachable POOL true|false"); err != nil {
+			return "", "", nil, err
+		}
+		v, err := onOff(args[2], "true", "false")
+		if err != nil {
+			return "", "", nil, err
+		}
+		return http.MethodPost, sim.AdminPrefix + "/pools/" + esc(args[1]) + "/unreachable", map[string]bool{"unreachable": v}, nil
+	case "front-end":
+		if err := want(3, "front-end FQDN stop|start"); err != nil {
+			return "", "", nil, err
+		}
+		v, err := onOff(args[2], "start", "stop")
+		if err != nil {
+			return "", "", nil, err
+		}
+		return http.MethodPost, sim.AdminPrefix + "/servers/" + esc(args[1]) + "/front-end", map[string]bool{"running": v}, nil
 	case "stop-service":
 		if err := want(2, "stop-service FQDN"); err != nil {
 			return "", "", nil, err
@@ -191,4 +229,47 @@ func simctlClient(dir string) (*http.Client, error) {
 	return &http.Client{Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, Certificates: []tls.Certificate{cert}},
 	}}, nil
+}
+
+// failoverSummary renders the failover facts of a sim state, one line per fact:
+//
+//	Central Management store: active in pool02.contoso.com
+//	pool01.contoso.com: failed over to pool02.contoso.com (its users sign in there); backup pool pool02.contoso.com
+//	  fe01.pool01.contoso.com: Front End Running, unreachable
+//	edge01.contoso.com (Edge pool): next hop pool02.contoso.com
+func failoverSummary(st sim.State) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Central Management store: active in %s\n", st.CMSPool)
+	for _, p := range st.Pools {
+		serves := "serves its own users"
+		if p.FailedOverTo != "" {
+			serves = "failed over to " + p.FailedOverTo + " (its users sign in there)"
+		}
+		backup := "no backup pool"
+		if p.BackupPool != "" {
+			backup = "backup pool " + p.BackupPool
+		}
+		fmt.Fprintf(&b, "%s: %s; %s", p.FQDN, serves, backup)
+		if p.HostsCMS {
+			b.WriteString("; hosts the Central Management store")
+		}
+		if len(p.EdgePools) > 0 {
+			b.WriteString("; next hop of " + strings.Join(p.EdgePools, ", "))
+		}
+		b.WriteString("\n")
+		for _, s := range st.Servers {
+			if s.Pool != p.FQDN {
+				continue
+			}
+			fmt.Fprintf(&b, "  %s: Front End %s", s.FQDN, s.FrontEnd)
+			if s.Faults.Unreachable {
+				b.WriteString(", unreachable")
+			}
+			b.WriteString("\n")
+		}
+	}
+	for _, e := range st.EdgePools {
+		fmt.Fprintf(&b, "%s (Edge pool): next hop %s\n", e.FQDN, e.NextHop)
+	}
+	return b.String()
 }

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/lync-dr/poolpair-operator/internal/lync/sim"
 )
 
 // TestSimctlCommandsAreDocumented: every command simctl accepts is in its usage text and in the
@@ -26,6 +29,9 @@ func TestSimctlCommandsAreDocumented(t *testing.T) {
 		{[]string{"reboot", "fe01.pool01.contoso.com"}, http.MethodPost, "/sim/v1/servers/fe01.pool01.contoso.com/reboot"},
 		{[]string{"reads", "0s", "false"}, http.MethodPost, "/sim/v1/reads"},
 		{[]string{"set-sync-interval", "30s"}, http.MethodPost, "/sim/v1/sync-interval"},
+		{[]string{"pool-unreachable", "pool01.contoso.com", "true"}, http.MethodPost, "/sim/v1/pools/pool01.contoso.com/unreachable"},
+		{[]string{"front-end", "fe01.pool01.contoso.com", "stop"}, http.MethodPost, "/sim/v1/servers/fe01.pool01.contoso.com/front-end"},
+		{[]string{"failover-state"}, http.MethodGet, "/sim/v1/state"},
 	} {
 		name := c.args[0]
 		if !strings.Contains(simctlSynopsis, "\n  "+name+" ") {
@@ -39,9 +45,52 @@ func TestSimctlCommandsAreDocumented(t *testing.T) {
 			t.Errorf("%v -> %s %s, %v; want %s %s", c.args, method, path, rerr, c.method, c.path)
 		}
 	}
-	for _, bad := range [][]string{{"set-sync-interval", "0s"}, {"set-sync-interval", "-5s"}, {"set-sync-interval"}, {"reboot"}, {"reboot", "a", "b"}} {
+	for _, bad := range [][]string{{"front-end", "fe01.pool01.contoso.com", "true"}, {"pool-unreachable", "pool01.contoso.com"}, {"failover-state", "x"}, {"set-sync-interval", "0s"}, {"set-sync-interval", "-5s"}, {"set-sync-interval"}, {"reboot"}, {"reboot", "a", "b"}} {
 		if _, _, _, err := simctlRequest(bad); !errors.Is(err, errUsage) {
 			t.Errorf("%v: %v, want a usage error", bad, err)
 		}
+	}
+}
+
+func TestSimctlRequestBodies(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"pool-unreachable", "pool01.contoso.com", "false"}, `{"unreachable":false}`},
+		{[]string{"front-end", "fe01.pool01.contoso.com", "stop"}, `{"running":false}`},
+		{[]string{"front-end", "fe01.pool01.contoso.com", "START"}, `{"running":true}`},
+	} {
+		_, _, body, err := simctlRequest(c.args)
+		b, _ := json.Marshal(body)
+		if err != nil || string(b) != c.want {
+			t.Errorf("%v: body %s, %v; want %s", c.args, b, err, c.want)
+		}
+	}
+}
+
+func TestFailoverSummary(t *testing.T) {
+	d, err := sim.Parse([]byte(`
+product: lync2013
+sites: [Redmond, Dublin]
+cms: {pool: pool02.contoso.com}
+pools:
+- {fqdn: pool01.contoso.com, site: Redmond, edition: Enterprise, backupPool: pool02.contoso.com, servers: [{fqdn: fe01.pool01.contoso.com, faults: {unreachable: true}}]}
+- {fqdn: pool02.contoso.com, site: Dublin, edition: Enterprise, servers: [{fqdn: fe01.pool02.contoso.com}]}
+edgePools:
+- {fqdn: edge01.contoso.com, nextHop: pool02.contoso.com}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `Central Management store: active in pool02.contoso.com
+pool01.contoso.com: serves its own users; backup pool pool02.contoso.com
+  fe01.pool01.contoso.com: Front End Running, unreachable
+pool02.contoso.com: serves its own users; backup pool pool01.contoso.com; hosts the Central Management store; next hop of edge01.contoso.com
+  fe01.pool02.contoso.com: Front End Running
+edge01.contoso.com (Edge pool): next hop pool02.contoso.com
+`
+	if got := failoverSummary(d.Snapshot()); got != want {
+		t.Errorf("summary:\n%s\nwant:\n%s", got, want)
 	}
 }

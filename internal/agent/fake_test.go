@@ -188,6 +188,38 @@ func (f *fakeBackend) SyncBackup(ctx context.Context, _ string) error {
 	return f.write(ctx, "SyncBackup")
 }
 
+// The failover steps: counted per kind, rehearsals apart ("FailoverPool(WhatIf)").
+func (f *fakeBackend) failover(ctx context.Context, method string, whatIf bool, msg string) (string, error) {
+	if whatIf {
+		method += "(WhatIf)"
+		msg = "what if: " + msg
+	}
+	if err := f.write(ctx, method); err != nil {
+		return "", err
+	}
+	return msg, nil
+}
+
+func (f *fakeBackend) FailoverCMS(ctx context.Context, to string, _, whatIf bool) (string, error) {
+	return f.failover(ctx, "FailoverCMS", whatIf, "the Central Management store moved to "+to)
+}
+
+func (f *fakeBackend) MoveEdgeNextHop(ctx context.Context, edge, to string, whatIf bool) (string, error) {
+	return f.failover(ctx, "MoveEdgeNextHop", whatIf, "the next hop of "+edge+" is "+to)
+}
+
+func (f *fakeBackend) FailoverPool(ctx context.Context, pool string, _, whatIf bool) (string, error) {
+	return f.failover(ctx, "FailoverPool", whatIf, "failed "+pool+" over")
+}
+
+func (f *fakeBackend) FailbackPool(ctx context.Context, pool string, whatIf bool) (string, error) {
+	return f.failover(ctx, "FailbackPool", whatIf, "failed "+pool+" back")
+}
+
+func (f *fakeBackend) FrontEndService(context.Context) (string, error) {
+	return protocol.ServiceRunning, f.read("FrontEndService")
+}
+
 // testAgent is an agent served over mutual TLS on 127.0.0.1, with a client that presents the
 // bundle's client certificate.
 type testAgent struct {

@@ -106,6 +106,7 @@ func (h *Handler) resume() error {
 			continue
 		}
 		rec.Op.State, rec.Op.Message, rec.Op.Retryable, rec.Op.Finished = protocol.StateFailed, interruptedMessage, true, &now
+		interrupted(&rec)
 		if err := h.journal.update(rec); err != nil {
 			return fmt.Errorf("agent: recording interrupted operation %q: %w", rec.Op.ID, err)
 		}
@@ -284,6 +285,13 @@ func (h *Handler) server(w http.ResponseWriter, r *http.Request) {
 		srv.BootTime = &boot
 	}
 	srv.RebootPending = rebootPending(last, srv.BootTime)
+	if f, ok := h.backend.(lync.Failover); ok {
+		if fe, err := f.FrontEndService(r.Context()); err != nil {
+			h.log.Info("cannot read the Front End service", "err", err)
+		} else {
+			srv.FrontEnd = fe
+		}
+	}
 	writeJSON(w, http.StatusOK, srv)
 }
 

@@ -44,7 +44,7 @@ func TestJournalSurvivesARestart(t *testing.T) {
 	if status, raw := second.do("GET", "/v1/operations/"+escapeID(cut.ID)+"?wait=10s", "", &op); status != 200 {
 		t.Fatalf("%d %s", status, raw)
 	}
-	if op.State != protocol.StateFailed || !op.Retryable || op.Message != interruptedMessage || op.Finished == nil {
+	if op.State != protocol.StateFailed || !op.Retryable || !op.OutcomeUnknown || op.Message != interruptedMessage || op.Finished == nil {
 		t.Errorf("interrupted operation after restart: %+v", op)
 	}
 	// Repeating either request answers from the journal; nothing runs on the new backend.

@@ -27,6 +27,12 @@ var operationTimeouts = map[protocol.OperationKind]time.Duration{
 	protocol.KindStartBackupService:   15 * time.Minute,
 	protocol.KindRestartBackupService: 15 * time.Minute,
 	protocol.KindSyncBackup:           30 * time.Minute,
+	// Failover: Microsoft's targets are 5 minutes for the CMS and 30 for a pool (Lync Server 2013);
+	// a failback takes up to 60 minutes for 20,000 users.
+	protocol.KindFailoverCMS:     30 * time.Minute,
+	protocol.KindMoveEdgeNextHop: 15 * time.Minute,
+	protocol.KindFailoverPool:    2 * time.Hour,
+	protocol.KindFailbackPool:    2 * time.Hour,
 }
 
 // maxMessageBytes bounds an operation's message (Bootstrapper log tails can be long).
@@ -34,6 +40,30 @@ const maxMessageBytes = 4096
 
 // stoppedMessage marks an operation cut short because this agent process is stopping.
 const stoppedMessage = "interrupted: the agent stopped while it ran"
+
+// unknownOutcome ends the message of a failover operation (not a rehearsal) whose end the agent
+// did not see (Operation.OutcomeUnknown): its cmdlet runs in the PowerShell host (the sim's in
+// the deployment), not in the agent, and none of them is idempotent: the client reads what the
+// step changes before anything runs again.
+func unknownOutcome(kind protocol.OperationKind, target string) string {
+	var read string
+	switch kind {
+	case protocol.KindFailoverCMS:
+		read = "which pool hosts the Central Management store (cmsPool of " + target + ")"
+	case protocol.KindMoveEdgeNextHop:
+		read = "the next hop of the Edge pool " + target + " (edgePools of the Front End pools)"
+	default:
+		read = "whether " + target + " is failed over (failedOverTo of the pool)"
+	}
+	return "the outcome is unknown: the " + string(kind) + " cmdlet may have run, or may still be running on this server; read " + read +
+		" before anything is retried"
+}
+
+// isFailoverRun reports whether an operation is a failover step that changes the deployment (a
+// rehearsal, whatIf, changes nothing and is retried like any other step).
+func isFailoverRun(kind protocol.OperationKind, params any) bool {
+	return protocol.IsFailover(kind) && !protocol.WhatIf(params)
+}
 
 // liveOp is an operation this process started and has not finished recording.
 type liveOp struct {
@@ -196,7 +226,8 @@ func (h *Handler) listOperations(w http.ResponseWriter, r *http.Request) {
 // collision finds the live operation a new one of kind on target may not run beside: another of
 // the same kind on the same target, another start or restart of LYNCBACKUP, or, for a topology
 // write, any other topology write (one writer per topology; the operator serializes them too).
-// Called with h.mu held.
+// The failover kinds are topology writes: each conflicts with any other of them (a rehearsal
+// included) and with PairPools and Unpair. Called with h.mu held.
 func (h *Handler) collision(kind protocol.OperationKind, target string) *liveOp {
 	for _, other := range h.live {
 		if other.rec.Op.State.Done() {
@@ -211,7 +242,7 @@ func (h *Handler) collision(kind protocol.OperationKind, target string) *liveOp 
 }
 
 func isTopologyWrite(kind protocol.OperationKind) bool {
-	return kind == protocol.KindPairPools || kind == protocol.KindUnpair
+	return kind == protocol.KindPairPools || kind == protocol.KindUnpair || protocol.IsFailover(kind)
 }
 
 // isServiceControl: the kinds that start or stop this server's LYNCBACKUP.
@@ -300,6 +331,12 @@ func (h *Handler) target(ctx context.Context, params any) (string, *apiError) {
 		return protocol.PairTarget(p.PrimaryFQDN, p.BackupFQDN), nil
 	case *protocol.SyncBackupParams:
 		return strings.ToLower(p.PoolFQDN), nil
+	case *protocol.FailoverCMSParams:
+		return strings.ToLower(strings.TrimSuffix(p.ToPoolFQDN, ".")), nil
+	case *protocol.EdgeNextHopParams:
+		return strings.ToLower(strings.TrimSuffix(p.EdgePoolFQDN, ".")), nil
+	case *protocol.PoolFailoverParams:
+		return strings.ToLower(strings.TrimSuffix(p.PoolFQDN, ".")), nil
 	}
 	id, err := h.backend.Identity(ctx)
 	if err != nil {
@@ -321,6 +358,29 @@ func (h *Handler) execute(op *liveOp) {
 	})
 }
 
+// interrupted records the end of an operation an earlier agent process left unfinished: Failed,
+// retryable, its outcome unknown; a failover step's message says what to read before anything is
+// tried again (its cmdlet may have run, or may still run).
+func interrupted(rec *record) {
+	rec.Op.State, rec.Op.Message, rec.Op.Retryable, rec.Op.OutcomeUnknown = protocol.StateFailed, interruptedMessage, true, true
+	if failoverRecord(*rec) {
+		rec.Op.Message = "interrupted: the agent restarted while it ran, so " + unknownOutcome(rec.Op.Kind, rec.Target)
+	}
+}
+
+// failoverRecord reports whether rec is a failover step that changes the deployment, from its
+// recorded parameters.
+func failoverRecord(rec record) bool {
+	if !protocol.IsFailover(rec.Op.Kind) {
+		return false
+	}
+	params, err := (&protocol.OperationRequest{ID: rec.Op.ID, Kind: rec.Op.Kind, Params: rec.Op.Params}).DecodeParams()
+	if err != nil {
+		return true // cannot tell it is a rehearsal: treat it as the real thing
+	}
+	return isFailoverRun(rec.Op.Kind, params)
+}
+
 // complete waits for run within the kind's time limit and records the outcome. A Bootstrapper run
 // that is still going on when the agent stops is left Running in the journal: the run is a process
 // of its own, and the next agent process resumes tracking it.
@@ -338,6 +398,11 @@ func (h *Handler) complete(op *liveOp, rec record, run func(ctx context.Context)
 	case err != nil:
 		rec.Op.State = protocol.StateFailed
 		rec.Op.Message, rec.Op.Retryable = h.failure(ctx, timeout, err)
+		// Cut short (the agent stops) or timed out: whether the cmdlet took effect is unknown.
+		rec.Op.OutcomeUnknown = h.opsCtx.Err() != nil || errors.Is(ctx.Err(), context.DeadlineExceeded)
+		if rec.Op.OutcomeUnknown && failoverRecord(rec) {
+			rec.Op.Message = h.failoverFailure(ctx, rec, timeout, err)
+		}
 		if kind == protocol.KindBootstrap && errors.Is(err, lync.ErrConflict) {
 			// A Bootstrapper run this agent does not track (started by hand) is in progress: try
 			// again once it has ended.
@@ -410,7 +475,40 @@ func (h *Handler) perform(ctx context.Context, kind protocol.OperationKind, para
 		msg, boot := bootstrapMessage(res)
 		return msg, boot, nil
 	}
+	if protocol.IsFailover(kind) {
+		msg, err := h.performFailover(ctx, kind, params)
+		return msg, nil, err
+	}
 	return "", nil, fmt.Errorf("unknown operation kind %q", kind)
+}
+
+// performFailover runs a failover step on a backend that implements lync.Failover.
+func (h *Handler) performFailover(ctx context.Context, kind protocol.OperationKind, params any) (string, error) {
+	f, ok := h.backend.(lync.Failover)
+	if !ok {
+		return "", fmt.Errorf("%w: this agent's backend cannot run %s: it does not implement failover", lync.ErrConflict, kind)
+	}
+	switch p := params.(type) {
+	case *protocol.FailoverCMSParams:
+		return f.FailoverCMS(ctx, p.ToPoolFQDN, p.Disaster, p.WhatIf)
+	case *protocol.EdgeNextHopParams:
+		return f.MoveEdgeNextHop(ctx, p.EdgePoolFQDN, p.RegistrarFQDN, p.WhatIf)
+	case *protocol.PoolFailoverParams:
+		if kind == protocol.KindFailbackPool {
+			return f.FailbackPool(ctx, p.PoolFQDN, p.WhatIf)
+		}
+		return f.FailoverPool(ctx, p.PoolFQDN, p.DisasterMode, p.WhatIf)
+	}
+	return "", fmt.Errorf("%s: unexpected parameters %T", kind, params)
+}
+
+// failoverFailure is the message of a failover step (not a rehearsal) whose end the agent did not
+// see (it stopped, or the step timed out): the outcome is unknown, and what to read.
+func (h *Handler) failoverFailure(ctx context.Context, rec record, timeout time.Duration, err error) string {
+	if h.opsCtx.Err() != nil {
+		return "interrupted: the agent stopped while it ran, so " + unknownOutcome(rec.Op.Kind, rec.Target)
+	}
+	return fmt.Sprintf("timed out after %s, so %s: %v", timeout, unknownOutcome(rec.Op.Kind, rec.Target), err)
 }
 
 // failure turns a backend error into the operation's message and whether a retry may help.

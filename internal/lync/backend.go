@@ -89,3 +89,38 @@ type Backend interface {
 	// SyncBackup forces a backup sync of poolFQDN to its backup pool (Invoke-CsBackupServiceSync).
 	SyncBackup(ctx context.Context, poolFQDN string) error
 }
+
+// Failover is what the agent asks of a deployment when an administrator declares a failover or a
+// failback (Microsoft's "Failing over and failing back a pool": the Central Management store
+// first when the failed pool hosts it, then the Edge pool's next hop, then the pool). Both real
+// backends (powershell, sim) implement it; it is an interface of its own, beside Backend, so that
+// a Backend that does not (a test double) still is one: the agent refuses failover operations on
+// it.
+//
+// None of the writes is idempotent, and none is retried on a guess: each checks first what Lync
+// itself would refuse and returns an error wrapping ErrConflict that says what and why (ErrNotFound
+// for a name the topology does not have, ErrUnavailable when a pool it needs does not answer, and
+// ErrPermission for missing rights). On success each returns a one-line message of what was done.
+// With whatIf, nothing changes: the checks run, the cmdlet runs with -WhatIf where it has one, and
+// the message says what would happen ("what if: ...") or the error what would be refused. The
+// reads that show the outcome are Pool (FailedOverTo, EdgePools, CMSPool) and FrontEndService.
+type Failover interface {
+	// FailoverCMS makes the standby Central Management store of toPool active
+	// (Invoke-CsManagementServerFailover, run on a Front End of toPool, which must be the backup
+	// pool of the pool that hosts the CMS). disaster is for a CMS pool that does not answer
+	// (-Force, with the backup pool's back-end SQL Server store).
+	FailoverCMS(ctx context.Context, toPool string, disaster, whatIf bool) (string, error)
+	// MoveEdgeNextHop makes registrar (a Front End pool) the next hop of edgePool
+	// (Set-CsEdgeServer -Identity EdgeServer:<edgePool> -Registrar Registrar:<registrar>). It is
+	// the one idempotent write here: an Edge pool that already uses registrar is left alone.
+	MoveEdgeNextHop(ctx context.Context, edgePool, registrar string, whatIf bool) (string, error)
+	// FailoverPool lets pool's users sign in to its backup pool (Invoke-CsPoolFailOver -PoolFqdn
+	// <pool> [-DisasterMode]); disasterMode when pool does not answer.
+	FailoverPool(ctx context.Context, pool string, disasterMode, whatIf bool) (string, error)
+	// FailbackPool returns pool's users to it (Invoke-CsPoolFailBack -PoolFqdn <pool>), once it
+	// answers again with its Front End service running.
+	FailbackPool(ctx context.Context, pool string, whatIf bool) (string, error)
+	// FrontEndService reads the state of this server's Front End service (RTCSRV):
+	// protocol.ServiceRunning, ServiceStopped, ...
+	FrontEndService(ctx context.Context) (string, error)
+}

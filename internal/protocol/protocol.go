@@ -75,6 +75,11 @@ type Pool struct {
 	// pool or another); empty when the agent cannot tell. Topology writes of one deployment are
 	// serialized on it.
 	CMSPool string `json:"cmsPool,omitempty"`
+	// FailedOverTo is the pool that serves this pool's users after Invoke-CsPoolFailOver of this
+	// pool, until Invoke-CsPoolFailBack; empty while the pool serves its own users.
+	FailedOverTo string `json:"failedOverTo,omitempty"`
+	// EdgePools are the Edge pools whose next hop (registrar) is this pool.
+	EdgePools []string `json:"edgePools,omitempty"`
 }
 
 // Export and import states of one backup module in one direction (Get-CsBackupServiceStatus).
@@ -165,6 +170,9 @@ type Server struct {
 	// without their params: a client that lost its record of one finds it here and adopts it
 	// instead of starting another.
 	ActiveOperations []ActiveOperation `json:"activeOperations,omitempty"`
+	// FrontEnd is the state of the server's Front End service (RTCSRV): Running, Stopped, ...;
+	// empty when the agent cannot tell. A failed pool is failed back only once it runs again.
+	FrontEnd string `json:"frontEnd,omitempty"`
 }
 
 // ActiveOperation is an operation an agent is running or about to run.
@@ -172,7 +180,10 @@ type ActiveOperation struct {
 	ID   string        `json:"id"`
 	Kind OperationKind `json:"kind"`
 	// Target is what it acts on: the server's FQDN for Bootstrap and StartBackupService, the pool
-	// for SyncBackup, "<a>,<b>" (sorted, lower case) for PairPools and Unpair.
+	// for SyncBackup, "<a>,<b>" (sorted, lower case) for PairPools and Unpair; for the failover
+	// kinds (lower case) the pool the CMS moves to (FailoverCMS), the Edge pool (MoveEdgeNextHop),
+	// the failed pool (FailoverPool, FailbackPool). A rehearsal (whatIf) has the same target as the
+	// real step: they are told apart by their ids, never merged by target.
 	Target  string         `json:"target"`
 	State   OperationState `json:"state"`
 	Started *time.Time     `json:"started,omitempty"`
@@ -192,10 +203,58 @@ const (
 	KindRestartBackupService OperationKind = "RestartBackupService"
 	KindSyncBackup           OperationKind = "SyncBackup"
 	KindUnpair               OperationKind = "Unpair"
+
+	// The failover kinds run only when an administrator declares a failover (spec.failover), on a
+	// Front End of the surviving pool. None of their cmdlets is idempotent.
+
+	// KindFailoverCMS makes the standby Central Management store in ToPoolFQDN active
+	// (Invoke-CsManagementServerFailover; -Force in a disaster).
+	KindFailoverCMS OperationKind = "FailoverCMS"
+	// KindMoveEdgeNextHop points an Edge pool at another registrar pool
+	// (Set-CsEdgeServer -Identity EdgeServer:<edge pool> -Registrar Registrar:<pool>).
+	KindMoveEdgeNextHop OperationKind = "MoveEdgeNextHop"
+	// KindFailoverPool lets the failed pool's users sign in to its backup pool
+	// (Invoke-CsPoolFailOver -PoolFqdn <failed> [-DisasterMode]).
+	KindFailoverPool OperationKind = "FailoverPool"
+	// KindFailbackPool returns them to their own pool (Invoke-CsPoolFailBack -PoolFqdn <failed>).
+	KindFailbackPool OperationKind = "FailbackPool"
 )
 
 // Kinds lists every operation kind.
-var Kinds = []OperationKind{KindPairPools, KindBootstrap, KindStartBackupService, KindRestartBackupService, KindSyncBackup, KindUnpair}
+var Kinds = []OperationKind{KindPairPools, KindBootstrap, KindStartBackupService, KindRestartBackupService, KindSyncBackup, KindUnpair,
+	KindFailoverCMS, KindMoveEdgeNextHop, KindFailoverPool, KindFailbackPool}
+
+// FailoverCMSParams are the parameters of a FailoverCMS operation.
+type FailoverCMSParams struct {
+	// ToPoolFQDN is the pool whose standby Central Management store becomes active: the surviving
+	// pool, paired with the pool that hosts the CMS. The agent runs on one of its Front Ends.
+	ToPoolFQDN string `json:"toPoolFqdn"`
+	// Disaster is set when the pool that hosts the CMS does not answer (-Force).
+	Disaster bool `json:"disaster,omitempty"`
+	// WhatIf runs the cmdlet with -WhatIf: nothing changes (a rehearsal).
+	WhatIf bool `json:"whatIf,omitempty"`
+}
+
+// EdgeNextHopParams are the parameters of a MoveEdgeNextHop operation.
+type EdgeNextHopParams struct {
+	// EdgePoolFQDN is the Edge pool whose next hop moves.
+	EdgePoolFQDN string `json:"edgePoolFqdn"`
+	// RegistrarFQDN is its new next hop: the surviving Front End pool.
+	RegistrarFQDN string `json:"registrarFqdn"`
+	// WhatIf changes nothing (a rehearsal).
+	WhatIf bool `json:"whatIf,omitempty"`
+}
+
+// PoolFailoverParams are the parameters of FailoverPool and FailbackPool.
+type PoolFailoverParams struct {
+	// PoolFQDN is the failed pool: its users move to its backup pool on failover and return on
+	// failback.
+	PoolFQDN string `json:"poolFqdn"`
+	// DisasterMode is set when the failed pool does not answer (-DisasterMode); failover only.
+	DisasterMode bool `json:"disasterMode,omitempty"`
+	// WhatIf runs the cmdlet with -WhatIf: nothing changes (a rehearsal).
+	WhatIf bool `json:"whatIf,omitempty"`
+}
 
 // VoiceFailover are the optional voice resiliency settings written with a pairing
 // (Set-CsRegistrar -EnableAutomaticFailover -FailureDetectionInterval -FailbackDetectionInterval).
@@ -264,6 +323,10 @@ type Operation struct {
 	// Retryable is true on a failure that may succeed when tried again (an interrupted run, a
 	// transient backend error); false when the same request would fail the same way.
 	Retryable bool `json:"retryable,omitempty"`
+	// OutcomeUnknown is true on a failure after which nobody can tell whether the step took effect
+	// (the agent stopped or timed out while its cmdlet ran): its state must be read before anything
+	// is tried again.
+	OutcomeUnknown bool `json:"outcomeUnknown,omitempty"`
 }
 
 // Error codes of the Error body, each with its HTTP status.

@@ -60,7 +60,8 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 
 // DecodeParams strictly decodes and validates an operation's parameters: unknown fields, trailing
 // data and invalid values are refused, naming the parameter. It returns one of *PairPoolsParams,
-// *UnpairParams, *SyncBackupParams, or nil for the kinds that take none.
+// *UnpairParams, *SyncBackupParams, *FailoverCMSParams, *EdgeNextHopParams, *PoolFailoverParams
+// (FailoverPool and FailbackPool), or nil for the kinds that take none.
 func (r *OperationRequest) DecodeParams() (any, error) {
 	if err := ValidateOperationID(r.ID); err != nil {
 		return nil, err
@@ -73,6 +74,12 @@ func (r *OperationRequest) DecodeParams() (any, error) {
 		target = &UnpairParams{}
 	case KindSyncBackup:
 		target = &SyncBackupParams{}
+	case KindFailoverCMS:
+		target = &FailoverCMSParams{}
+	case KindMoveEdgeNextHop:
+		target = &EdgeNextHopParams{}
+	case KindFailoverPool, KindFailbackPool:
+		target = &PoolFailoverParams{}
 	case KindBootstrap, KindStartBackupService, KindRestartBackupService:
 		target = &struct{}{}
 	case "":
@@ -99,8 +106,75 @@ func (r *OperationRequest) DecodeParams() (any, error) {
 		return p, validatePoolPair(p.PrimaryFQDN, p.BackupFQDN)
 	case *SyncBackupParams:
 		return p, fieldErr("params.poolFqdn", ValidateFQDN("poolFqdn", p.PoolFQDN))
+	case *FailoverCMSParams:
+		return p, p.Validate()
+	case *EdgeNextHopParams:
+		return p, p.Validate()
+	case *PoolFailoverParams:
+		return p, p.validate(r.Kind)
 	}
 	return nil, nil
+}
+
+// Validate checks FailoverCMS parameters.
+func (p *FailoverCMSParams) Validate() error {
+	return fieldErr("params.toPoolFqdn", ValidateFQDN("toPoolFqdn", p.ToPoolFQDN))
+}
+
+// Validate checks MoveEdgeNextHop parameters: two names, and not the same one (an Edge pool is
+// never its own next hop).
+func (p *EdgeNextHopParams) Validate() error {
+	if err := ValidateFQDN("edgePoolFqdn", p.EdgePoolFQDN); err != nil {
+		return fieldErr("params.edgePoolFqdn", err)
+	}
+	if err := ValidateFQDN("registrarFqdn", p.RegistrarFQDN); err != nil {
+		return fieldErr("params.registrarFqdn", err)
+	}
+	if SameFQDN(p.EdgePoolFQDN, p.RegistrarFQDN) {
+		return &FieldError{Field: "params.registrarFqdn", Reason: "the next hop of an Edge pool is a Front End pool, not the Edge pool itself"}
+	}
+	return nil
+}
+
+// ValidateFailover checks FailoverPool parameters.
+func (p *PoolFailoverParams) ValidateFailover() error { return p.validate(KindFailoverPool) }
+
+// ValidateFailback checks FailbackPool parameters: disasterMode is failover's only
+// (Invoke-CsPoolFailBack -DisasterMode gives up what the failed-over users did on the backup pool,
+// and the agent never runs it).
+func (p *PoolFailoverParams) ValidateFailback() error { return p.validate(KindFailbackPool) }
+
+func (p *PoolFailoverParams) validate(kind OperationKind) error {
+	if err := ValidateFQDN("poolFqdn", p.PoolFQDN); err != nil {
+		return fieldErr("params.poolFqdn", err)
+	}
+	if kind == KindFailbackPool && p.DisasterMode {
+		return &FieldError{Field: "params.disasterMode", Reason: "failover only: a failback runs against a pool that answers again"}
+	}
+	return nil
+}
+
+// IsFailover reports whether kind is one of the failover kinds (FailoverCMS, MoveEdgeNextHop,
+// FailoverPool, FailbackPool): an administrator's declaration, never repeated on a guess.
+func IsFailover(kind OperationKind) bool {
+	switch kind {
+	case KindFailoverCMS, KindMoveEdgeNextHop, KindFailoverPool, KindFailbackPool:
+		return true
+	}
+	return false
+}
+
+// WhatIf reports whether decoded parameters (as DecodeParams returns them) ask for a rehearsal.
+func WhatIf(params any) bool {
+	switch p := params.(type) {
+	case *FailoverCMSParams:
+		return p.WhatIf
+	case *EdgeNextHopParams:
+		return p.WhatIf
+	case *PoolFailoverParams:
+		return p.WhatIf
+	}
+	return false
 }
 
 // Validate checks PairPools parameters.

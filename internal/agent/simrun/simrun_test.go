@@ -700,3 +700,117 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestFailoverOutlivesAgentRestart: a pool failover is a cmdlet of the server's PowerShell host,
+// not of the agent: an agent killed while it runs reports it Failed with its outcome unknown; the
+// failover goes on and lands, and the pool's read shows it. Nothing runs it twice.
+func TestFailoverOutlivesAgentRestart(t *testing.T) {
+	b := testCerts(t)
+	clk := sim.NewFakeClock(t0)
+	yml := strings.Replace(deploymentYAML, "syncInterval: 20s}", "syncInterval: 20s, failoverPool: 1h}", 1)
+	yml = strings.Replace(yml, "cms: {pool: pool01.contoso.com}", "cms: {pool: pool02.contoso.com}", 1)
+	yml = strings.Replace(yml, "    listen: 127.0.0.1:0\n    servers:\n      - fqdn: fe01.pool01", "    listen: 127.0.0.1:0\n    backupPool: pool02.contoso.com\n    servers:\n      - fqdn: fe01.pool01", 1)
+	d, err := sim.Parse([]byte(yml), sim.WithClock(clk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := StartSim(t.Context(), d, TLS{CAPEM: b.CACertPEM, CertPEM: b.ServerCertPEM, KeyPEM: b.ServerKeyPEM}, t.TempDir(), anyPort, WithLogger(quiet()), WithVersion("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	c := newClient(t)
+	ep := r.Endpoints()[fe1p2]
+	srv, err := c.Server(t.Context(), ep)
+	if err != nil || srv.FrontEnd != protocol.ServiceRunning {
+		t.Fatalf("server = %+v, %v", srv, err)
+	}
+	req := protocol.OperationRequest{ID: "over-1", Kind: protocol.KindFailoverPool, Params: json.RawMessage(`{"poolFqdn":"pool01.contoso.com"}`)}
+	if _, err := c.StartOperation(t.Context(), ep, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := clk.WaitForWaiters(t.Context(), 1); err != nil { // Invoke-CsPoolFailOver runs
+		t.Fatal(err)
+	}
+	if err := r.RestartAgent(fe1p2); err != nil {
+		t.Fatal(err)
+	}
+	op, err := c.AwaitDone(t.Context(), ep, "over-1")
+	if err != nil || op.State != protocol.StateFailed || !op.OutcomeUnknown || !strings.Contains(op.Message, "the outcome is unknown") {
+		t.Fatalf("over-1 after the restart = %+v, %v", op, err)
+	}
+	if p, err := c.Pool(t.Context(), ep, pool01); err != nil || p.FailedOverTo != "" {
+		t.Fatalf("pool01 before the cmdlet's end = %+v, %v", p, err)
+	}
+	clk.Step(time.Hour)
+	waitFor(t, "the failover to land", func() bool {
+		p, err := c.Pool(t.Context(), ep, pool01)
+		return err == nil && p.FailedOverTo == pool02
+	})
+	// Asking again under the same id answers from the journal; the sim ran it once.
+	if op, err := c.StartOperation(t.Context(), ep, req); err != nil || op.State != protocol.StateFailed {
+		t.Errorf("over-1 again = %+v, %v", op, err)
+	}
+	if n := d.Counts()["FailoverPool/"+pool01]; n != 1 {
+		t.Errorf("FailoverPool ran %d times", n)
+	}
+	if tl := d.Timeline(); len(tl) != 1 || tl[0].Outcome != sim.OutcomeSucceeded {
+		t.Errorf("timeline %+v", tl)
+	}
+}
+
+// TestFailoverCutShortByAReboot: a restart of the server cuts the cmdlet short (it changes
+// nothing), the agent reports the outcome unknown, and the same step under a new id then runs.
+func TestFailoverCutShortByAReboot(t *testing.T) {
+	b := testCerts(t)
+	clk := sim.NewFakeClock(t0)
+	yml := strings.Replace(deploymentYAML, "syncInterval: 20s}", "syncInterval: 20s, failoverPool: 1h}", 1)
+	yml = strings.Replace(yml, "cms: {pool: pool01.contoso.com}", "cms: {pool: pool02.contoso.com}", 1)
+	yml = strings.Replace(yml, "    listen: 127.0.0.1:0\n    servers:\n      - fqdn: fe01.pool01", "    listen: 127.0.0.1:0\n    backupPool: pool02.contoso.com\n    servers:\n      - fqdn: fe01.pool01", 1)
+	d, err := sim.Parse([]byte(yml), sim.WithClock(clk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := StartSim(t.Context(), d, TLS{CAPEM: b.CACertPEM, CertPEM: b.ServerCertPEM, KeyPEM: b.ServerKeyPEM}, t.TempDir(), anyPort, WithLogger(quiet()), WithVersion("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	c := newClient(t)
+	ep := r.Endpoints()[fe1p2]
+	params := json.RawMessage(`{"poolFqdn":"pool01.contoso.com"}`)
+	if _, err := c.StartOperation(t.Context(), ep, protocol.OperationRequest{ID: "over-1", Kind: protocol.KindFailoverPool, Params: params}); err != nil {
+		t.Fatal(err)
+	}
+	if err := clk.WaitForWaiters(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RebootServer(fe1p2); err != nil {
+		t.Fatal(err)
+	}
+	op, err := c.AwaitDone(t.Context(), ep, "over-1")
+	if err != nil || op.State != protocol.StateFailed || !op.OutcomeUnknown {
+		t.Fatalf("over-1 after the reboot = %+v, %v", op, err)
+	}
+	if p, err := c.Pool(t.Context(), ep, pool01); err != nil || p.FailedOverTo != "" {
+		t.Fatalf("pool01 after a failover cut short = %+v, %v", p, err)
+	}
+	// The cut-short run's timer is still on the fake clock: wait for one more.
+	n := clk.Waiters()
+	if _, err := c.StartOperation(t.Context(), ep, protocol.OperationRequest{ID: "over-2", Kind: protocol.KindFailoverPool, Params: params}); err != nil {
+		t.Fatal(err)
+	}
+	if err := clk.WaitForWaiters(t.Context(), n+1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(time.Hour)
+	if op, err := c.AwaitDone(t.Context(), ep, "over-2"); err != nil || op.State != protocol.StateSucceeded {
+		t.Fatalf("over-2 = %+v, %v", op, err)
+	}
+	if p, err := c.Pool(t.Context(), ep, pool01); err != nil || p.FailedOverTo != pool02 {
+		t.Errorf("pool01 = %+v, %v", p, err)
+	}
+	if tl := d.Timeline(); len(tl) != 2 || tl[0].Outcome != sim.OutcomeInterrupted || tl[1].Outcome != sim.OutcomeSucceeded || len(sim.Duplicates(tl)) != 0 {
+		t.Errorf("timeline %+v", tl)
+	}
+}

@@ -3,6 +3,7 @@ package powershell
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -94,4 +95,70 @@ func ServerVersionProduct(answer string) string {
 		}
 	}
 	return ""
+}
+
+// EdgeNextHopProperties are the property names of an Edge pool's entry in Get-CsService
+// -EdgeServer that may hold its next hop (the Registrar service Set-CsEdgeServer -Registrar
+// writes, "Registrar:<pool>"), in the order they are tried (compared case-insensitively).
+// UNVERIFIED: the reference documents Set-CsEdgeServer's -Registrar parameter and that it modifies
+// a DisplayEdgeServer object, not the name of the property Get-CsService shows it in. An Edge pool
+// whose entry has none of them has an unknown next hop: no Front End pool lists it, and
+// MoveEdgeNextHop sets it without checking before or after.
+var EdgeNextHopProperties = []string{"Registrar"}
+
+// UserPoolServingProperties are the property names of Get-CsUserPoolInfo's answer (for one user
+// homed on a pool) that name the pool the user signs in to, in the order they are tried.
+var UserPoolServingProperties = []string{"PrimaryPoolFqdn"}
+
+// FailedOverTo is the backend's one reading of whether pool's users are served by another pool
+// (Pool.FailedOverTo): the pool named by the first of UserPoolServingProperties that Get-CsUserPoolInfo's
+// answer (answer, for a user homed on pool) has, when it is not pool itself; "" when it is pool.
+// An answer with none of the properties is an error naming those it has.
+//
+// UNVERIFIED, and the weakest guess of this package: no public source says how to read that a
+// pool is failed over. Invoke-CsPoolFailOver does not rehome users (their RegistrarPool stays);
+// the reference says a failed-over user registers with the backup pool's Front End, which it lists
+// as BackupPoolPrimaryRegistrar whether the pool is failed over or not. The guess is that the
+// pool Get-CsUserPoolInfo calls the user's primary pool is the one serving it. `lync-agent doctor`
+// checks that the answer has the property and reads this pool as serving its own users; only a
+// lab failover can tell whether it then names the backup pool. Until then Pool.FailedOverTo may
+// stay "" after a failover: the failover cmdlets refuse what does not fit (a second failover, a
+// failback of a pool not failed over), and the agent never repeats a failover step on a guess.
+func FailedOverTo(pool string, answer map[string]string) (string, error) {
+	for _, name := range UserPoolServingProperties {
+		for k, v := range answer {
+			if !strings.EqualFold(k, name) {
+				continue
+			}
+			serving := cleanFQDN(v)
+			if serving == "" {
+				return "", fmt.Errorf("Get-CsUserPoolInfo answered an empty %s", k)
+			}
+			if protocol.SameFQDN(serving, pool) {
+				return "", nil
+			}
+			return serving, nil
+		}
+	}
+	names := make([]string, 0, len(answer))
+	for k := range answer {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return "", fmt.Errorf("Get-CsUserPoolInfo answered the properties [%s], none of which is one this backend reads (%s: UserPoolServingProperties)",
+		strings.Join(names, ", "), strings.Join(UserPoolServingProperties, ", "))
+}
+
+// BackendStore is the SQL Server store of a pool's back end, where a paired pool keeps its
+// standby Central Management store: Invoke-CsManagementServerFailover -BackupSqlServerFqdn and
+// -BackupSqlInstanceName in a disaster. UNVERIFIED: read from the topology as the pool's UserServer
+// service's UserDatabase service (Get-CsService -UserServer -PoolFqdn <pool>: UserDatabase;
+// Get-CsService -Identity <that>: PoolFqdn, SqlInstanceName), on the guess that the standby CMS
+// database is on the same store as the pool's user database. A mirrored back end whose mirror is
+// the principal needs -BackupMirrorSqlServerFqdn instead (Microsoft's procedure checks
+// Get-CsDatabaseMirrorState first): the agent does not handle that case.
+type BackendStore struct {
+	UserDatabase    string `json:"userDatabase"`
+	SQLServerFQDN   string `json:"sqlServerFqdn"`
+	SQLInstanceName string `json:"sqlInstanceName"`
 }

@@ -87,7 +87,7 @@ type Backend struct {
 	idExpires time.Time
 
 	// warned* make a recurring warning Warn once, then Debug (a pool is read on every pass).
-	warnedTopology, warnedVersion, warnedInterval atomic.Bool
+	warnedTopology, warnedVersion, warnedInterval, warnedEdges, warnedFailover atomic.Bool
 }
 
 var _ lync.Backend = (*Backend)(nil)
@@ -192,6 +192,8 @@ type poolResult struct {
 	Relationship  *relationshipResult `json:"relationship"`
 	Topology      *topologyFacts      `json:"topology"`
 	ServerVersion string              `json:"serverVersion"`
+	Edges         *propsResult        `json:"edges"`
+	Failover      *failoverResult     `json:"failover"`
 }
 
 type cmsEntry struct {
@@ -374,15 +376,29 @@ func (b *Backend) toPool(r *poolResult, requested string) (protocol.Pool, error)
 		version = product
 	}
 	cms := cmsPool(r.CMS)
+	// The failover facts do not fail the read: the pairing steps need none of them, and a
+	// failover cmdlet refuses what does not fit by itself. What cannot be read is logged.
+	var edgePools []string
+	if edges, err := r.Edges.edgePools(opGetPool); err != nil {
+		b.warnOnce(&b.warnedEdges, "cannot read the Edge pools' next hops; the pool's Edge pools are left out", "pool", fqdn, "error", err)
+	} else {
+		edgePools = edgePoolsOf(edges, fqdn)
+	}
+	failedOverTo, err := r.Failover.failedOverTo(opGetPool, fqdn)
+	if err != nil {
+		b.warnOnce(&b.warnedFailover, "cannot read whom the pool's users sign in to; failedOverTo is left empty", "pool", fqdn, "error", err)
+	}
 	return protocol.Pool{
-		FQDN:       fqdn,
-		Site:       siteName(r.Site),
-		Edition:    edition,
-		Version:    version,
-		Computers:  computers,
-		BackupPool: backup,
-		HostsCMS:   cms != "" && protocol.SameFQDN(cms, fqdn),
-		CMSPool:    cms,
+		FQDN:         fqdn,
+		Site:         siteName(r.Site),
+		Edition:      edition,
+		Version:      version,
+		Computers:    computers,
+		BackupPool:   backup,
+		HostsCMS:     cms != "" && protocol.SameFQDN(cms, fqdn),
+		CMSPool:      cms,
+		FailedOverTo: failedOverTo,
+		EdgePools:    edgePools,
 	}, nil
 }
 

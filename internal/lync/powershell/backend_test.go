@@ -158,7 +158,8 @@ func TestPoolShapes(t *testing.T) {
 		want protocol.Pool
 	}{
 		{"pool01.contoso.com", protocol.Pool{FQDN: "pool01.contoso.com", Site: "EMEA", Edition: protocol.EditionEnterprise,
-			Version: "Lync Server 2013", Computers: []string{"fe01.contoso.com", "fe02.contoso.com"}, HostsCMS: true, CMSPool: "pool01.contoso.com"}},
+			Version: "Lync Server 2013", Computers: []string{"fe01.contoso.com", "fe02.contoso.com"}, HostsCMS: true, CMSPool: "pool01.contoso.com",
+			EdgePools: []string{"edge01.contoso.com"}}},
 		// {"value":[...],"Count":1} wrapper from Windows PowerShell's ConvertTo-Json; FQDN as Windows typed it.
 		{"pool02.contoso.com", protocol.Pool{FQDN: "POOL02.contoso.com", Site: "APAC", Edition: protocol.EditionEnterprise,
 			Version: "Lync Server 2013", Computers: []string{"fe03.contoso.com"}, CMSPool: "pool01.contoso.com"}},

@@ -7,8 +7,9 @@
 // Importing the Lync module costs seconds, so each Backend keeps long-lived powershell.exe
 // processes (-NoLogo -NoProfile -NonInteractive -ExecutionPolicy Bypass -Command -), each started
 // on its first call and replaced when it dies, times out or fails to start. There are two: the
-// read host serves Identity, Pool, BackupStatus and BackupService; the write host PairPools,
-// Unpair, SyncBackup, StartBackupService and RestartBackupService. (BootTime asks the OS through
+// read host serves Identity, Pool, BackupStatus, BackupService, FrontEndService and the failover
+// steps' reads; the write host PairPools, Unpair, SyncBackup, StartBackupService,
+// RestartBackupService and the failover cmdlets. (BootTime asks the OS through
 // procs: GetTickCount64 on Windows, /proc/stat's btime elsewhere.) Each host runs one call at a
 // time, so a read never
 // waits behind a topology write or a forced sync (minutes: past the operator's 5 s read timeout,
@@ -110,6 +111,28 @@
 // longer paired. It does not restart LYNCBACKUP (step 24: RestartBackupService, on every Front End
 // server of both pools), run Bootstrapper, nor touch conference content or a standby CMS.
 //
+// # Failover
+//
+// failover.go follows "Failing over and failing back a pool": FailoverCMS (on a Front End of the
+// surviving pool, which Identity must show) reads where the CMS is from Get-CsManagementStoreReplicationStatus
+// -CentralManagementStoreStatus (ActiveMasterFqdn, its pool from Get-CsComputer), refuses a
+// target that is not the CMS pool's backup pool, runs Invoke-CsManagementServerFailover with no
+// target store while the CMS answers, and in a disaster with -BackupSqlServerFqdn and
+// -BackupSqlInstanceName (the surviving pool's back-end store, BackendStore) and -Force; then it
+// waits (cmsVerifyTimeout) until the active master is a Front End of the surviving pool.
+// MoveEdgeNextHop runs Set-CsEdgeServer -Identity EdgeServer:<edge> -Registrar Registrar:<pool>
+// and reads the next hop back. FailoverPool refuses a pool without a backup pool, one that hosts
+// the active CMS or an Edge pool's next hop, and any while the CMS does not answer, then runs
+// Invoke-CsPoolFailOver [-DisasterMode]; FailbackPool runs Invoke-CsPoolFailBack. Every cmdlet gets
+// -Confirm:$false (and -WhatIf for a rehearsal, whose message the backend composes: -WhatIf
+// writes to the host, which the agent cannot read); -NonInteractive turns any other prompt into
+// an error. Invoke-CsPoolFailOver's documented refusal of an Edge pool's next hop is
+// lync.ErrConflict. Invoke-CsPoolFailOver and -FailBack may run for up to two hours, and
+// Invoke-CsManagementServerFailover 30 minutes, before the host is stopped (longCalls). Reads:
+// Pool.EdgePools from Get-CsService -EdgeServer, Pool.FailedOverTo from Get-CsUserPoolInfo of a
+// user homed on the pool (both do not fail the pool's read: what cannot be read is logged and
+// left empty), FrontEndService from Get-CsWindowsService -Name RTCSRV.
+//
 // # UNVERIFIED seams (need a lab check; each is marked in the code)
 //
 // `lync-agent doctor` (Diagnose, doctor.go) checks, read-only, the ones a server can show; the
@@ -135,6 +158,18 @@
 //   - Remove-CsUserStoreBackupData run right after Enable-CsTopology finds the other pool's data
 //     outdated (a later Unpair runs it again).
 //   - SyncInterval read from the global collection only (the reference allows no other).
+//   - Failover state: whom a pool's users sign in to (FailedOverTo: Get-CsUserPoolInfo's
+//     PrimaryPoolFqdn for a user homed on the pool, UserPoolServingProperties). No public source
+//     documents a read of it; doctor checks the shape (failover-state), only a lab failover can
+//     check the meaning.
+//   - An Edge pool's next hop in Get-CsService -EdgeServer's property Registrar
+//     (EdgeNextHopProperties; doctor: edge-next-hop), and that Set-CsEdgeServer -Registrar alone
+//     (no Enable-CsTopology) moves it, as Microsoft's procedure for another site shows.
+//   - The surviving pool's back-end store for a disaster CMS failover: its UserServer service's
+//     UserDatabase (BackendStore; doctor: backend-store); a mirrored back end whose mirror is the
+//     principal is not handled.
+//   - That the failover cmdlets do not prompt beyond -Confirm (a ShouldContinue prompt fails under
+//     -NonInteractive, changing nothing).
 //   - Windows PowerShell reading the request lines with [Console]::In after -Command - read the
 //     loader line from the same stdin (tested here only against a fake PowerShell).
 //   - Two hosts: the memory and start-up of a second powershell.exe with the module loaded on a

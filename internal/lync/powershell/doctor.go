@@ -66,7 +66,8 @@ type Diagnosis struct {
 //
 // The checks, in order: checkOrder (powershell, powershell-stdin, module, powershell-host,
 // product, server, pool, edition, version, relationship, pairing, backup-status, sync-interval,
-// lyncbackup, lyncbackup-started, cms, boot-time, rights-rtc, rights-setup, rights-admin), then
+// lyncbackup, lyncbackup-started, cms, edge-next-hop, failover-state, backend-store, front-end,
+// boot-time, rights-rtc, rights-setup, rights-admin), then
 // bootstrapper and bootstrapper-run. An error wrapping ErrDiagnoseIncomplete comes with every
 // check, those that needed the script UNKNOWN; other errors (a bad option) come with none.
 func Diagnose(ctx context.Context, opts DiagnoseOptions) (Diagnosis, error) {
@@ -344,6 +345,23 @@ type doctorFacts struct {
 		ActiveMasterFQDN string           `json:"activeMasterFqdn"`
 		Properties       jsonList[string] `json:"properties"`
 	} `json:"cmsStatus"`
+	EdgePools struct {
+		factProbe
+		Result *propsResult `json:"result"` // Get-AgentEdgePools
+	} `json:"edgePools"`
+	FailoverState struct {
+		factProbe
+		Result *failoverResult `json:"result"` // Get-AgentFailoverState
+	} `json:"failoverState"`
+	BackendStore struct {
+		factProbe
+		Result *BackendStore `json:"result"` // Get-AgentBackendStore
+	} `json:"backendStore"`
+	FrontEnd struct {
+		factProbe
+		Found  bool   `json:"found"`
+		Status string `json:"status"`
+	} `json:"frontEnd"`
 	BootTime struct {
 		factProbe
 		LastBootUpTime string `json:"lastBootUpTime"`
@@ -397,6 +415,10 @@ const (
 	assumeLyncBackup = "Get-CsWindowsService -Name LYNCBACKUP reads the Backup Service's Status, or tells it is not installed"
 	assumeStarted    = "UNVERIFIED: LYNCBACKUP runs in a process of its own, whose start time is when the service started (Get-AgentBackupServiceStarted)"
 	assumeCMS        = "UNVERIFIED: Get-CsService -CentralManagement's Active property tells the pool that hosts the active CMS (cmsPool)"
+	assumeEdge       = "UNVERIFIED: Get-CsService -EdgeServer shows each Edge pool's next hop in a property of EdgeNextHopProperties (Registrar), the value Set-CsEdgeServer -Registrar writes"
+	assumeFailover   = "UNVERIFIED: Get-CsUserPoolInfo for a user homed on the pool names the pool serving the user in UserPoolServingProperties (PrimaryPoolFqdn): the pool itself, or its backup pool while it is failed over (FailedOverTo); only a lab failover can confirm the second half"
+	assumeStore      = "UNVERIFIED: a pool's back-end store (its standby CMS, for Invoke-CsManagementServerFailover -BackupSqlServerFqdn -BackupSqlInstanceName) is its UserServer service's UserDatabase (BackendStore)"
+	assumeFrontEnd   = "Get-CsWindowsService -Name RTCSRV reads the Front End service's Status (a pool is failed back once it runs again)"
 	assumeBootTime   = "the agent reads when this server last started from the OS (procs.bootTime: GetTickCount64 on Windows)"
 	assumeRTC        = "the agent's account is in RTCUniversalServerAdmins (topology and backup-service cmdlets)"
 	assumeSetup      = "the agent's account may run Enable-CsTopology: Domain Admins, or setup permissions delegated with Grant-CsSetupPermission"
@@ -428,7 +450,8 @@ var checkOrder = []struct{ name, assumption string }{
 	{"powershell-host", assumeHost}, {"product", assumeProduct}, {"server", assumeServer}, {"pool", assumePool},
 	{"edition", assumeEdition}, {"version", assumeVersion}, {"relationship", assumeRelation}, {"pairing", assumePairing},
 	{"backup-status", assumeStatus}, {"sync-interval", assumeInterval}, {"lyncbackup", assumeLyncBackup},
-	{"lyncbackup-started", assumeStarted}, {"cms", assumeCMS}, {"boot-time", assumeBootTime},
+	{"lyncbackup-started", assumeStarted}, {"cms", assumeCMS}, {"edge-next-hop", assumeEdge}, {"failover-state", assumeFailover},
+	{"backend-store", assumeStore}, {"front-end", assumeFrontEnd}, {"boot-time", assumeBootTime},
 	{"rights-rtc", assumeRTC}, {"rights-setup", assumeSetup}, {"rights-admin", assumeAdmin},
 }
 
@@ -457,6 +480,10 @@ func judgeFacts(f *doctorFacts, in judgeInput) Diagnosis {
 	set(judgeLyncBackup(f, backupPool))
 	set(judgeLyncBackupStarted(f))
 	set(judgeCMS(f))
+	set(judgeEdgePools(f))
+	set(judgeFailoverState(f))
+	set(judgeBackendStore(f))
+	set(judgeFrontEnd(f))
 	set(judgeBootTime(f, in.bootTime, in.bootErr))
 	rtc, setup, admin := judgeRights(f)
 	set(rtc)
@@ -998,6 +1025,92 @@ func judgeCMS(f *doctorFacts) doctor.Check {
 	return doctor.Passed("cms", fmt.Sprintf("%s; this pool %s the active CMS, as ActiveMasterFqdn %s (%s this pool) agrees", saw, hostsWord(backendHere), master, insideWord(masterHere)))
 }
 
+// judgeEdgePools checks the backend's reading of the Edge pools' next hops (EdgeNextHopProperties).
+func judgeEdgePools(f *doctorFacts) doctor.Check {
+	const cmdlet = "Get-CsService -EdgeServer"
+	e := f.EdgePools
+	if e.Error != nil || !e.OK || e.Result == nil {
+		return probeFailure("edge-next-hop", cmdlet, e.Error, doctor.Unknown)
+	}
+	if e.Result.Error != nil {
+		return probeFailure("edge-next-hop", cmdlet, e.Result.Error, doctor.Unknown)
+	}
+	edges, err := e.Result.edgePools(doctorOp)
+	if err != nil {
+		return doctor.Failed("edge-next-hop", err.Error(), "report this line (lync-agent doctor --json)")
+	}
+	if len(edges) == 0 {
+		return doctor.Unknowns("edge-next-hop", cmdlet+" lists no Edge pool: there is no next hop to read or move", "none, unless the topology has Edge pools")
+	}
+	var shown []string
+	for _, x := range edges {
+		if !x.Known {
+			return doctor.Failed("edge-next-hop", fmt.Sprintf("%s: the Edge pool %s has none of the properties %s (it has %s): the backend cannot read its next hop",
+				cmdlet, x.FQDN, strings.Join(EdgeNextHopProperties, ", "), strings.Join(x.Properties, ", ")),
+				"report this line: the backend reads an Edge pool's next hop from EdgeNextHopProperties")
+		}
+		shown = append(shown, x.FQDN+" -> "+firstNonEmpty(x.NextHop, "(empty)"))
+	}
+	return doctor.Passed("edge-next-hop", cmdlet+": "+strings.Join(shown, ", "))
+}
+
+// judgeFailoverState checks the backend's reading of whom this pool's users sign in to
+// (FailedOverTo): it can only show the shape of the answer and the reading of a pool that is not
+// failed over.
+func judgeFailoverState(f *doctorFacts) doctor.Check {
+	const cmdlet = "Get-CsUser, Get-CsUserPoolInfo"
+	fs := f.FailoverState
+	if fs.Error != nil || !fs.OK || fs.Result == nil {
+		return probeFailure("failover-state", cmdlet, fs.Error, doctor.Unknown)
+	}
+	if fs.Result.Error != nil {
+		return probeFailure("failover-state", cmdlet, fs.Result.Error, doctor.Unknown)
+	}
+	pool := cleanFQDN(f.Pool.FQDN)
+	if fs.Result.User == "" {
+		return doctor.Unknowns("failover-state", fmt.Sprintf("no user is homed on %s (Get-CsUser -Filter RegistrarPool): nothing to read whom its users sign in to from", orNone(pool)),
+			"run doctor on a pool that has users to check this reading")
+	}
+	to, err := fs.Result.failedOverTo(doctorOp, pool)
+	if err != nil {
+		return doctor.Failed("failover-state", err.Error(), "report this line: the backend reads whom a pool's users sign in to from UserPoolServingProperties")
+	}
+	if to != "" {
+		return doctor.Unknowns("failover-state", fmt.Sprintf("Get-CsUserPoolInfo -Identity %s: the backend reads %s as failed over to %s", fs.Result.User, pool, to),
+			fmt.Sprintf("if %s is not failed over, report this line: the backend's reading (FailedOverTo) is wrong here", pool))
+	}
+	return doctor.Passed("failover-state", fmt.Sprintf("Get-CsUserPoolInfo -Identity %s: the backend reads that %s serves its own users (whether the reading follows a failover needs a lab failover)",
+		fs.Result.User, pool))
+}
+
+// judgeBackendStore checks that this pool's back-end store reads (BackendStore): a disaster
+// failover of the CMS to this pool passes it.
+func judgeBackendStore(f *doctorFacts) doctor.Check {
+	const cmdlet = "Get-CsService -UserServer, Get-CsService -Identity <UserDatabase>"
+	b := f.BackendStore
+	if b.Error != nil || !b.OK || b.Result == nil {
+		return probeFailure("backend-store", cmdlet, b.Error, doctor.Unknown)
+	}
+	if cleanFQDN(b.Result.SQLServerFQDN) == "" {
+		return doctor.Failed("backend-store", fmt.Sprintf("%s: the pool's UserServer service names no UserDatabase with a SQL Server (%q)", cmdlet, b.Result.UserDatabase),
+			"report this line: a disaster failover of the Central Management store to this pool needs its back-end store")
+	}
+	return doctor.Passed("backend-store", fmt.Sprintf("%s: %s, SQL Server %s, instance %s", cmdlet, b.Result.UserDatabase, cleanFQDN(b.Result.SQLServerFQDN),
+		firstNonEmpty(b.Result.SQLInstanceName, "(default)")))
+}
+
+func judgeFrontEnd(f *doctorFacts) doctor.Check {
+	fe := f.FrontEnd
+	if fe.Error != nil || !fe.OK {
+		return probeFailure("front-end", "Get-CsWindowsService -Name RTCSRV", fe.Error, doctor.Unknown)
+	}
+	if !fe.Found {
+		return doctor.Failed("front-end", "Get-CsWindowsService -Name RTCSRV finds no Front End service on this server",
+			"run the agent on a Front End server")
+	}
+	return doctor.Passed("front-end", "the Front End service (RTCSRV) is "+normalise(fe.Status, serviceStates))
+}
+
 // bootTimeSkew is how far the agent's and Windows' boot times may differ.
 const bootTimeSkew = 2 * time.Minute
 
@@ -1168,6 +1281,28 @@ func identifyingValues(f *doctorFacts, backupPool string) []string {
 				}
 			}
 		}
+	}
+	if r := f.EdgePools.Result; r != nil {
+		for _, a := range r.Answers {
+			for _, x := range a {
+				if x = cleanFQDN(x); protocol.ValidateFQDN("", x) == nil {
+					v = append(v, x)
+				}
+			}
+		}
+	}
+	if r := f.FailoverState.Result; r != nil {
+		v = append(v, strings.TrimPrefix(strings.ToLower(r.User), "sip:"), r.User)
+		for k, x := range r.Answer {
+			if strings.EqualFold(k, "Identity") {
+				v = append(v, x)
+			} else if x = cleanFQDN(x); protocol.ValidateFQDN("", x) == nil {
+				v = append(v, x)
+			}
+		}
+	}
+	if r := f.BackendStore.Result; r != nil {
+		v = append(v, cleanFQDN(r.SQLServerFQDN), cleanFQDN(r.UserDatabase))
 	}
 	for _, g := range f.Account.Groups {
 		if domain, _, ok := strings.Cut(g.Name, `\`); ok && !strings.EqualFold(domain, "BUILTIN") && !strings.EqualFold(domain, "NT AUTHORITY") {

@@ -340,6 +340,51 @@ try {
 } catch { $probe['error'] = (ConvertTo-AgentError $_) }
 $facts['cmsStatus'] = $probe
 
+# The backend's own reads for failover: the Edge pools and their next hops, whom this pool's
+# users sign in to, this pool's back-end store (a disaster failover of the CMS to this pool), and
+# the Front End service.
+$probe = @{ ok = $false; error = $null; result = $null }
+try {
+    $probe['result'] = (Get-AgentEdgePools)
+    $probe['ok'] = $true
+} catch { $probe['error'] = (ConvertTo-AgentError $_) }
+$facts['edgePools'] = $probe
+
+$probe = @{ ok = $false; error = $skipped; result = $null }
+if ($poolFqdn -ne '') {
+    $probe['error'] = $null
+    $failoverFqdn = $poolFqdn
+    if ($facts['pool']['found']) { $failoverFqdn = [string]$facts['pool']['fqdn'] }
+    try {
+        $probe['result'] = (Get-AgentFailoverState $failoverFqdn)
+        $probe['ok'] = $true
+    } catch { $probe['error'] = (ConvertTo-AgentError $_) }
+}
+$facts['failoverState'] = $probe
+
+$probe = @{ ok = $false; error = $skipped; result = $null }
+if ($poolFqdn -ne '') {
+    $probe['error'] = $null
+    $storeFqdn = $poolFqdn
+    if ($facts['pool']['found']) { $storeFqdn = [string]$facts['pool']['fqdn'] }
+    try {
+        $probe['result'] = (Get-AgentBackendStore $storeFqdn)
+        $probe['ok'] = $true
+    } catch { $probe['error'] = (ConvertTo-AgentError $_) }
+}
+$facts['backendStore'] = $probe
+
+$probe = @{ ok = $false; error = $null; found = $false; status = '' }
+try {
+    $svc = Get-DoctorFirst @(Get-CsWindowsService -Name 'RTCSRV' -ExcludeActivityLevel)
+    if ($null -ne $svc) {
+        $probe['found'] = $true
+        $probe['status'] = [string]$svc.Status
+    }
+    $probe['ok'] = $true
+} catch { $probe['error'] = (ConvertTo-AgentError $_) }
+$facts['frontEnd'] = $probe
+
 $probe = @{ ok = $false; error = $null; lastBootUpTime = '' }
 try {
     $os = Get-DoctorFirst @(Get-WmiObject -Class Win32_OperatingSystem)

@@ -126,6 +126,7 @@ var doctorAllowed = map[string]bool{
 	"Get-CsServerVersion": true, "Get-CsComputer": true, "Get-CsPool": true, "Get-CsService": true,
 	"Get-CsPoolBackupRelationship": true, "Get-CsBackupServiceStatus": true, "Get-CsBackupServiceConfiguration": true,
 	"Get-CsWindowsService": true, "Get-CsManagementStoreReplicationStatus": true, "Get-CsTopology": true,
+	"Get-CsUser": true, "Get-CsUserPoolInfo": true,
 	"Test-CsSetupPermission": true, "Get-Module": true, "Import-Module": true, "Get-WmiObject": true, "Get-Process": true,
 	"ConvertTo-Json": true, "ConvertFrom-Json": true, "New-Object": true, "Where-Object": true,
 	"Remove-TypeData": true, // the session's own type data, not the server
@@ -327,7 +328,8 @@ func findCheck(t *testing.T, checks []doctor.Check, name string) doctor.Check {
 
 var wantCheckNames = []string{"powershell", "powershell-stdin", "module", "powershell-host", "product", "server", "pool",
 	"edition", "version", "relationship", "pairing", "backup-status", "sync-interval", "lyncbackup", "lyncbackup-started",
-	"cms", "boot-time", "rights-rtc", "rights-setup", "rights-admin", "bootstrapper", "bootstrapper-run"}
+	"cms", "edge-next-hop", "failover-state", "backend-store", "front-end", "boot-time", "rights-rtc", "rights-setup", "rights-admin",
+	"bootstrapper", "bootstrapper-run"}
 
 func TestDiagnosePassingServer(t *testing.T) {
 	ps := &doctorProcs{boot: fixtureBoot}
@@ -358,12 +360,16 @@ func TestDiagnosePassingServer(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]string{
-		"relationship": "BackupPoolFqdn, PoolFqdn}; the backup pool is pool02.contoso.com",
-		"pairing":      "BackupRegistrar names pool02.contoso.com",
-		"version":      `ServiceVersion "6" reads as Lync Server 2013`,
-		"edition":      "Enterprise Edition",
-		"cms":          "this pool hosts the active CMS",
-		"rights-setup": "Test-CsSetupPermission: True",
+		"relationship":   "BackupPoolFqdn, PoolFqdn}; the backup pool is pool02.contoso.com",
+		"pairing":        "BackupRegistrar names pool02.contoso.com",
+		"version":        `ServiceVersion "6" reads as Lync Server 2013`,
+		"edition":        "Enterprise Edition",
+		"cms":            "this pool hosts the active CMS",
+		"rights-setup":   "Test-CsSetupPermission: True",
+		"edge-next-hop":  "edge01.contoso.com -> pool01.contoso.com",
+		"failover-state": "pool01.contoso.com serves its own users",
+		"backend-store":  "SQL Server sql01.contoso.com, instance rtc",
+		"front-end":      "RTCSRV) is Running",
 	} {
 		if c := findCheck(t, d.Checks, name); !strings.Contains(c.Saw, want) {
 			t.Errorf("%s: %q does not say %q", name, c.Saw, want)
@@ -388,6 +394,7 @@ func TestDiagnoseFailingServer(t *testing.T) {
 		"product": doctor.Fail, "server": doctor.Fail, "pool": doctor.Fail, "edition": doctor.Fail, "version": doctor.Fail,
 		"relationship": doctor.Fail, "pairing": doctor.Unknown, "backup-status": doctor.Fail, "sync-interval": doctor.Fail,
 		"lyncbackup": doctor.Pass, "lyncbackup-started": doctor.Fail, "cms": doctor.Fail, "boot-time": doctor.Fail,
+		"edge-next-hop": doctor.Fail, "failover-state": doctor.Fail, "backend-store": doctor.Fail, "front-end": doctor.Fail,
 		"rights-rtc": doctor.Fail, "rights-setup": doctor.Fail, "rights-admin": doctor.Fail,
 		"bootstrapper": doctor.Pass, "bootstrapper-run": doctor.Pass,
 	}
@@ -408,6 +415,10 @@ func TestDiagnoseFailingServer(t *testing.T) {
 		"edition":            {"UserStore@sql", "Standard Edition", "Enterprise Edition"},
 		"sync-interval":      {"[TimeSpan] failed"},
 		"cms":                {"cannot tell the active CMS"},
+		"edge-next-hop":      {"edge03.contoso.com has none of the properties Registrar", "NextHopPool", "EdgeNextHopProperties"},
+		"failover-state":     {"Get-CsUserPoolInfo -Identity sip:jdoe@contoso.com", "[Identity, RegistrarPool]", "UserPoolServingProperties"},
+		"backend-store":      {"names no UserDatabase"},
+		"front-end":          {"finds no Front End service"},
 	} {
 		c := findCheck(t, d.Checks, name)
 		for _, s := range say {

@@ -30,6 +30,9 @@ func FuzzEncodeRequest(f *testing.F) {
 		{1 << 62, opUnpair, "a\nb\"c'$(d)é🐙", bootstrapSentinel, -1, 2},
 		{-1, "Identity\r\n" + bootstrapSentinel, "<<LYNCAGENT>>{\"id\":1}", "\u2028\u0000`$x", 0, 0},
 		{3, opSyncBackup, "\xed\xa0\x80", "\ufffd", 0, 3}, // a lone surrogate in UTF-8: not valid
+		{9, opFailoverCMS, "sql02.contoso.com", "rtc", 6, 4},
+		{10, opMoveEdgeNextHop, "edge01.contoso.com", "pool02.contoso.com'; Invoke-CsPoolFailOver", 1, 5},
+		{11, opFailoverPool, "pool01.contoso.com\n" + bootstrapSentinel, "", 2, 6},
 	} {
 		f.Add(seed.id, seed.op, seed.a, seed.b, seed.n, seed.params)
 	}
@@ -43,7 +46,8 @@ func FuzzEncodeRequest(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, id int64, op, a, b string, n int, which uint8) {
 		var params any
-		switch which % 4 {
+		sent := []string{op, a, b}
+		switch which % 7 {
 		case 0:
 			params = map[string]string{"fqdn": a, b: a}
 		case 1:
@@ -51,14 +55,18 @@ func FuzzEncodeRequest(f *testing.F) {
 				VoiceFailover: &protocol.VoiceFailover{Enabled: n%2 == 0, FailureDetectionIntervalSeconds: n, FailbackDetectionIntervalSeconds: -n}}
 		case 2:
 			params = protocol.UnpairParams{PrimaryFQDN: a, BackupFQDN: b}
+		case 4:
+			params = failoverCMSParams{Disaster: n%2 == 0, WhatIf: n%3 == 0, BackupSQLServerFQDN: a, BackupSQLInstanceName: b}
+		case 5:
+			params = edgeNextHopParams{EdgePoolFQDN: a, RegistrarFQDN: b, WhatIf: n%2 == 0}
+		case 6:
+			params = protocol.PoolFailoverParams{PoolFQDN: a, DisasterMode: n%2 == 0, WhatIf: n%3 == 0}
+			sent = []string{op, a}
 		default:
 			params = nil
+			sent = []string{op}
 		}
 		line, err := encodeRequest(id, op, params)
-		sent := []string{op}
-		if params != nil {
-			sent = append(sent, a, b)
-		}
 		valid := true
 		for _, s := range sent {
 			valid = valid && utf8.ValidString(s)
@@ -133,6 +141,21 @@ func FuzzEncodeRequest(f *testing.F) {
 			}
 		case protocol.UnpairParams:
 			var back protocol.UnpairParams
+			if err := json.Unmarshal(got.Params, &back); err != nil || back != p {
+				t.Fatalf("params decode to %+v, want %+v (%v)", back, p, err)
+			}
+		case failoverCMSParams:
+			var back failoverCMSParams
+			if err := json.Unmarshal(got.Params, &back); err != nil || back != p {
+				t.Fatalf("params decode to %+v, want %+v (%v)", back, p, err)
+			}
+		case edgeNextHopParams:
+			var back edgeNextHopParams
+			if err := json.Unmarshal(got.Params, &back); err != nil || back != p {
+				t.Fatalf("params decode to %+v, want %+v (%v)", back, p, err)
+			}
+		case protocol.PoolFailoverParams:
+			var back protocol.PoolFailoverParams
 			if err := json.Unmarshal(got.Params, &back); err != nil || back != p {
 				t.Fatalf("params decode to %+v, want %+v (%v)", back, p, err)
 			}

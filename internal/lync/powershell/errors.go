@@ -43,7 +43,8 @@ func permissionHint(op string) string {
 
 // CmdletError is a failure the PowerShell host reported for one operation: the exception thrown by
 // a cmdlet, as the host's catch block saw it. Kind is lync.ErrPermission, lync.ErrNotFound,
-// lync.ErrUnavailable, or nil for any other cmdlet failure; errors.Is sees it through Unwrap.
+// lync.ErrUnavailable, lync.ErrConflict (Invoke-CsPoolFailOver refusing a pool an Edge pool uses
+// as next hop), or nil for any other cmdlet failure; errors.Is sees it through Unwrap.
 type CmdletError struct {
 	Op       string // the agent operation, e.g. "GetPool"
 	Type     string // .NET exception type, e.g. System.UnauthorizedAccessException
@@ -60,8 +61,11 @@ func (e *CmdletError) Error() string {
 		msg = e.Type
 	}
 	s := fmt.Sprintf("powershell %s: %s", e.Op, msg)
-	if e.Kind == lync.ErrPermission {
+	switch {
+	case e.Kind == lync.ErrPermission:
 		s += " (" + permissionHint(e.Op) + ")"
+	case e.Kind == lync.ErrConflict && e.Op == opFailoverPool:
+		s += " (" + EdgeNextHopHint + ")"
 	}
 	return s
 }
@@ -129,7 +133,16 @@ var (
 	permissionText = regexp.MustCompile(`(?i)access is denied|access denied|insufficient access rights|` +
 		`not authorized|unauthorized|does not have (the )?(required )?permission|rtcuniversalserveradmins`)
 	notFoundText = regexp.MustCompile(`(?i)cannot find|could not be found|was not found|does not exist|not found in the topology`)
+	// Invoke-CsPoolFailOver's refusal of a pool an Edge pool uses as its next hop, as "Failing
+	// over and failing back a pool" quotes it: "This Front-end pool ... is specified in topology
+	// as the next hop for the Edge server."
+	edgeNextHopText = regexp.MustCompile(`(?i)next hop for the Edge`)
 )
+
+// EdgeNextHopHint is added to Invoke-CsPoolFailOver's refusal of a pool an Edge pool still uses
+// as its next hop.
+const EdgeNextHopHint = "move the Edge pool's next hop to the surviving pool first (the MoveEdgeNextHop step: " +
+	"Set-CsEdgeServer -Identity EdgeServer:<Edge pool> -Registrar Registrar:<surviving pool>)"
 
 // Exception types that mean "try again later": the management store or a WCF endpoint is out of
 // reach, or the module's cmdlets are missing from the session.
@@ -153,6 +166,8 @@ func classify(op string, we *wireError) *CmdletError {
 		we.Category == "PermissionDenied",
 		permissionText.MatchString(text):
 		e.Kind = lync.ErrPermission
+	case op == opFailoverPool && edgeNextHopText.MatchString(text):
+		e.Kind = lync.ErrConflict
 	case containsAny(types, unavailableTypes):
 		e.Kind = lync.ErrUnavailable
 	case strings.Contains(types, "ItemNotFoundException"),

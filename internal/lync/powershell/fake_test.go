@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,6 +57,9 @@ const (
 	envServerVersion = "FAKE_PWSH_SERVER_VERSION" // Get-CsServerVersion's answer (default: the product's)
 	envSyncInterval  = "FAKE_PWSH_SYNC_INTERVAL"  // SyncInterval in seconds (default 120), or error
 	envState         = "FAKE_STATE"               // file holding the fake deployment's state
+	envCMS           = "FAKE_PWSH_CMS"            // down: the CMS does not answer (no active master); stuck: a CMS failover changes nothing
+	envEdgeProps     = "FAKE_PWSH_EDGE_PROPS"     // other: Get-CsService -EdgeServer has no Registrar property
+	envNoUsers       = "FAKE_PWSH_NO_USERS"       // 1: no user is homed on any pool
 	envGolden        = "FAKE_PWSH_GOLDEN"         // directory of the reviewed scripts (testdata, absolute)
 	// envFault is op=kind[/n][,...]: the first n requests of op (all, without /n; counted across
 	// host processes) get the fault kind instead of their normal reply (see fakeHost.serve).
@@ -89,7 +93,8 @@ var (
 		protocol.ProductSfB2019:  "SkypeForBusiness",
 	}
 	wantOps = []string{"Identity", "GetPool", "GetBackupStatus", "GetBackupService", "StartBackupService", "RestartBackupService",
-		"SyncBackup", "PairPools", "Unpair", "RemoveUserStoreBackupData"}
+		"SyncBackup", "PairPools", "Unpair", "RemoveUserStoreBackupData",
+		"GetCmsStatus", "GetBackendStore", "GetEdgePools", "GetFrontEnd", "FailoverCMS", "MoveEdgeNextHop", "FailoverPool", "FailbackPool"}
 	wantArgs  = []string{"-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-Command", "-"}
 	testExe   string
 	quietLogs = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -147,6 +152,13 @@ type fakeState struct {
 	Started string `json:"started"`
 	// Removed counts Remove-CsUserStoreBackupData runs per pool.
 	Removed map[string]int `json:"removed"`
+	// CMS is the pool that hosts the active Central Management store ("" while it does not
+	// answer: FAKE_PWSH_CMS=down).
+	CMS string `json:"cms"`
+	// EdgeNextHop is each Edge pool's next hop (Set-CsEdgeServer -Registrar).
+	EdgeNextHop map[string]string `json:"edgeNextHop"`
+	// FailedOver maps a pool failed over (Invoke-CsPoolFailOver) to its backup pool.
+	FailedOver map[string]string `json:"failedOver"`
 }
 
 // fakeServiceStarted is when LYNCBACKUP's process started, until the fake starts it again.
@@ -155,10 +167,13 @@ const fakeServiceStarted = "2024-05-01T08:00:00.1234567Z"
 // newFakeState is the deployment before any cmdlet changed it: pool03 and pool04 paired.
 func newFakeState() fakeState {
 	return fakeState{
-		Backup:     map[string]string{"pool03.contoso.com": "pool04.contoso.com", "pool04.contoso.com": "pool03.contoso.com"},
-		LyncBackup: envOr(envLyncBackup, "Running"),
-		Started:    fakeServiceStarted,
-		Removed:    map[string]int{},
+		Backup:      map[string]string{"pool03.contoso.com": "pool04.contoso.com", "pool04.contoso.com": "pool03.contoso.com"},
+		LyncBackup:  envOr(envLyncBackup, "Running"),
+		Started:     fakeServiceStarted,
+		Removed:     map[string]int{},
+		CMS:         map[bool]string{true: "", false: "pool01.contoso.com"}[os.Getenv(envCMS) == "down"],
+		EdgeNextHop: map[string]string{"edge01.contoso.com": "pool01.contoso.com"},
+		FailedOver:  map[string]string{},
 	}
 }
 
@@ -172,6 +187,12 @@ func (f *fakeHost) load() {
 			}
 			if st.Removed == nil {
 				st.Removed = map[string]int{}
+			}
+			if st.EdgeNextHop == nil {
+				st.EdgeNextHop = map[string]string{}
+			}
+			if st.FailedOver == nil {
+				st.FailedOver = map[string]string{}
 			}
 			f.state = st
 		}
@@ -296,7 +317,8 @@ func (f *fakeHost) serve(line string, errorOn, delayOn map[string]string) {
 	} else {
 		result, werr = f.answer(req.Op, p)
 	}
-	if (werr == nil || fault == "half") && slices.Contains([]string{"PairPools", "Unpair", "StartBackupService", "RestartBackupService", "RemoveUserStoreBackupData"}, req.Op) {
+	if (werr == nil || fault == "half") && slices.Contains([]string{"PairPools", "Unpair", "StartBackupService", "RestartBackupService", "RemoveUserStoreBackupData",
+		"FailoverCMS", "MoveEdgeNextHop", "FailoverPool", "FailbackPool"}, req.Op) {
 		f.save()
 	}
 	if fault == "apply-then-die" { // the write happened; its reply is lost with the process
@@ -528,6 +550,38 @@ func (f *fakeHost) relationship(fqdn string) map[string]any {
 	return map[string]any{"answers": answers, "error": nil}
 }
 
+// edges is what Get-AgentEdgePools makes of Get-CsService -EdgeServer: each Edge pool's
+// properties as strings (envEdgeProps other: without Registrar).
+func (f *fakeHost) edges() map[string]any {
+	answers := []map[string]any{}
+	for _, edge := range slices.Sorted(maps.Keys(f.state.EdgeNextHop)) {
+		a := map[string]any{"Identity": "EdgeServer:" + edge, "PoolFqdn": edge, "Role": "EdgeServer", "SiteId": "Site:EMEA",
+			"DependentServiceList": "Registrar:" + f.state.EdgeNextHop[edge]}
+		if os.Getenv(envEdgeProps) != "other" {
+			a["Registrar"] = "Registrar:" + f.state.EdgeNextHop[edge]
+		}
+		answers = append(answers, a)
+	}
+	return map[string]any{"answers": answers, "error": nil}
+}
+
+// failoverState is what Get-AgentFailoverState makes of Get-CsUser and Get-CsUserPoolInfo for a
+// user homed on pool: the documented properties, the primary pool following a failover (the
+// backend's UNVERIFIED reading, FailedOverTo).
+func (f *fakeHost) failoverState(pool string) map[string]any {
+	if os.Getenv(envNoUsers) == "1" {
+		return map[string]any{"user": "", "answer": map[string]any{}, "error": nil}
+	}
+	primary := pool
+	if to := f.state.FailedOver[pool]; to != "" {
+		primary = to
+	}
+	return map[string]any{"user": "sip:user1@" + strings.TrimPrefix(pool, strings.Split(pool, ".")[0]+"."), "error": nil, "answer": map[string]any{
+		"Identity": "CN=User One,OU=Users,DC=contoso,DC=com", "PrimaryPoolFqdn": primary, "BackupPoolFqdn": f.state.Backup[pool],
+		"UserServicesPoolFqdn": pool, "PrimaryPoolMachinesInPreferredOrder": "1:1-1 1:1-2",
+	}}
+}
+
 var fakeComputers = map[string]string{
 	"fe01.contoso.com": "pool01.contoso.com", "fe02.contoso.com": "pool01.contoso.com",
 	"fe03.contoso.com": "pool02.contoso.com", "se01.contoso.com": "se01.contoso.com",
@@ -556,11 +610,87 @@ func (f *fakeHost) answer(op string, p map[string]any) (any, *wireError) {
 		for k, v := range pool {
 			res[k] = v
 		}
-		res["cms"] = []map[string]any{{"poolFqdn": "pool01.contoso.com", "active": true}, {"poolFqdn": "pool02.contoso.com", "active": false}}
+		cms := f.state.CMS
+		if cms == "" {
+			cms = "pool01.contoso.com" // the topology still says where it was
+		}
+		standby := map[string]string{"pool01.contoso.com": "pool02.contoso.com", "pool02.contoso.com": "pool01.contoso.com"}[cms]
+		res["cms"] = []map[string]any{{"poolFqdn": cms, "active": true}, {"poolFqdn": standby, "active": false}}
 		res["relationship"] = f.relationship(fqdn)
 		res["topology"] = f.topology(fqdn)
 		res["serverVersion"] = envOr(envServerVersion, fakeServerVersions[f.product])
+		res["edges"] = f.edges()
+		res["failover"] = f.failoverState(strings.ToLower(fqdn))
 		return res, nil
+	case "GetEdgePools":
+		return f.edges(), nil
+	case "GetCmsStatus":
+		if f.state.CMS == "" {
+			return map[string]any{"found": true, "activeMasterFqdn": "", "activeFileTransferAgents": []string{}, "activeMasterPool": ""}, nil
+		}
+		master := map[string]string{"pool01.contoso.com": "fe02.contoso.com", "pool02.contoso.com": "fe03.contoso.com"}[f.state.CMS]
+		return map[string]any{"found": true, "activeMasterFqdn": master, "activeFileTransferAgents": []string{master}, "activeMasterPool": f.state.CMS}, nil
+	case "GetBackendStore":
+		fqdn := strings.ToLower(str("poolFqdn"))
+		sql := map[string]string{"pool01.contoso.com": "sql01.contoso.com", "pool02.contoso.com": "sql02.contoso.com"}[fqdn]
+		if sql == "" {
+			return map[string]any{"userDatabase": "", "sqlServerFqdn": "", "sqlInstanceName": ""}, nil
+		}
+		return map[string]any{"userDatabase": "UserDatabase:" + sql, "sqlServerFqdn": sql, "sqlInstanceName": "rtc"}, nil
+	case "GetFrontEnd":
+		return map[string]any{"installed": true, "status": "Running"}, nil
+	case "FailoverCMS":
+		// Invoke-CsManagementServerFailover: to the standby of the CMS pool's partner; in a disaster
+		// only with the backup store (the cmdlet's DisasterRecovery parameter set).
+		disaster, _ := p["disaster"].(bool)
+		if disaster && (str("backupSqlServerFqdn") == "" || str("backupSqlInstanceName") == "") {
+			return nil, &wireError{Type: "System.Management.Automation.ParameterBindingException", Message: "Cannot bind argument to parameter 'BackupSqlServerFqdn'."}
+		}
+		if !disaster && f.state.CMS == "" {
+			return nil, &wireError{Type: "Microsoft.Rtc.Management.Deployment.DeploymentException", Message: "The Central Management Server is not available.", Category: "InvalidOperation"}
+		}
+		if w, _ := p["whatIf"].(bool); !w && os.Getenv(envCMS) != "stuck" {
+			if f.state.CMS == "" || f.state.CMS == "pool01.contoso.com" {
+				f.state.CMS = "pool02.contoso.com"
+			} else {
+				f.state.CMS = "pool01.contoso.com"
+			}
+		}
+		return nil, nil
+	case "MoveEdgeNextHop":
+		edge, to := strings.ToLower(str("edgePoolFqdn")), strings.ToLower(str("registrarFqdn"))
+		if _, ok := f.state.EdgeNextHop[edge]; !ok {
+			return nil, notFound(`Cannot find "EdgeServer:` + edge + `" because it does not exist.`)
+		}
+		if w, _ := p["whatIf"].(bool); !w {
+			f.state.EdgeNextHop[edge] = to
+		}
+		return nil, nil
+	case "FailoverPool":
+		pool := strings.ToLower(str("poolFqdn"))
+		for edge, hop := range f.state.EdgeNextHop {
+			if hop == pool {
+				return nil, &wireError{Type: "System.InvalidOperationException", Message: `This Front-end pool "` + pool + `" is specified in topology as the next hop for the Edge server. ` +
+					`Failing over this pool may cause External access/Federation/Split-domain/XMPP features to stop working. Please use Topology Builder to change the Edge internal next hop setting to point to a different Front-end pool, before you proceed. (` + edge + `)`,
+					Category: "InvalidOperation"}
+			}
+		}
+		if to := f.state.FailedOver[pool]; to != "" {
+			return nil, &wireError{Type: "System.InvalidOperationException", Message: "Pool " + pool + " is already failed over to " + to + ".", Category: "InvalidOperation"}
+		}
+		if w, _ := p["whatIf"].(bool); !w {
+			f.state.FailedOver[pool] = f.state.Backup[pool]
+		}
+		return nil, nil
+	case "FailbackPool":
+		pool := strings.ToLower(str("poolFqdn"))
+		if f.state.FailedOver[pool] == "" {
+			return nil, &wireError{Type: "System.InvalidOperationException", Message: "Pool " + pool + " is not failed over.", Category: "InvalidOperation"}
+		}
+		if w, _ := p["whatIf"].(bool); !w {
+			delete(f.state.FailedOver, pool)
+		}
+		return nil, nil
 	case "GetBackupStatus":
 		fqdn := strings.ToLower(str("fqdn"))
 		if _, ok := fakePools[fqdn]; !ok {

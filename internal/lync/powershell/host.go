@@ -103,7 +103,8 @@ func (s *shell) callLocked(ctx context.Context, op string, params, out any) erro
 		s.discard(h, "writing the request failed")
 		return unavailable(op, "writing to the PowerShell host: %v", err)
 	}
-	timer := time.NewTimer(s.callTimeout)
+	timeout := s.timeoutFor(op)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
 		select {
@@ -132,9 +133,26 @@ func (s *shell) callLocked(ctx context.Context, op string, params, out any) erro
 			return fmt.Errorf("powershell %s: %w", op, ctx.Err())
 		case <-timer.C:
 			s.discard(h, "call timed out")
-			return unavailable(op, "no reply within %s; the PowerShell host was stopped%s", s.callTimeout, h.takeMalformed())
+			return unavailable(op, "no reply within %s; the PowerShell host was stopped%s", timeout, h.takeMalformed())
 		}
 	}
+}
+
+// longCalls are the operations that may run longer than a call's timeout: Microsoft gives up to
+// 60 minutes for a failback of 20,000 users. Killing the host at CallTimeout would leave a pool
+// half failed over.
+var longCalls = map[string]time.Duration{
+	opFailoverPool: 2 * time.Hour,
+	opFailbackPool: 2 * time.Hour,
+	opFailoverCMS:  30 * time.Minute,
+}
+
+// timeoutFor is how long a call of op may take: CallTimeout, or longer for longCalls.
+func (s *shell) timeoutFor(op string) time.Duration {
+	if d, ok := longCalls[op]; ok && d > s.callTimeout {
+		return d
+	}
+	return s.callTimeout
 }
 
 // handleReply reports whether r answers request id, and the call's outcome if it does.

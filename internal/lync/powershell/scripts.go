@@ -115,6 +115,80 @@ function Get-AgentRelationship {
     }
 }
 
+# ConvertTo-AgentProperties is an object's properties as strings, by name (a property that cannot
+# be read is ''): Go picks the ones it reads by name, and an answer without them is an error
+# naming what it had, never an empty value.
+function ConvertTo-AgentProperties {
+    param($Object)
+    $props = @{}
+    foreach ($pp in @($Object.PSObject.Properties)) {
+        $v = ''
+        try { $v = [string]$pp.Value } catch { $v = '' }
+        $props[[string]$pp.Name] = $v
+    }
+    return $props
+}
+
+# Get-AgentEdgePools is every Edge pool of the topology (Get-CsService -EdgeServer), each as its
+# properties, or the cmdlet's failure. Go reads each Edge pool's next hop by name
+# (EdgeNextHopProperties). UNVERIFIED: the property that holds the next hop (Set-CsEdgeServer
+# -Registrar's value).
+function Get-AgentEdgePools {
+    try {
+        $answers = @()
+        foreach ($e in @(Get-CsService -EdgeServer)) {
+            if ($null -eq $e) { continue }
+            $answers += (ConvertTo-AgentProperties $e)
+        }
+        return @{ answers = $answers; error = $null }
+    } catch {
+        return @{ answers = @(); error = (ConvertTo-AgentError $_) }
+    }
+}
+
+# Get-AgentFailoverState is the backend's one read of whom a pool's users sign in to: UNVERIFIED
+# (FailedOverTo in Go). It asks Get-CsUserPoolInfo about one user homed on the pool (the filter is
+# the pool's FQDN, which Go validated as an RFC 1123 name: no quote can be in it) and answers the
+# user and Get-CsUserPoolInfo's properties, or the failure; user '' when no user is homed there.
+function Get-AgentFailoverState {
+    param([string]$Fqdn)
+    try {
+        $user = $null
+        foreach ($u in @(Get-CsUser -Filter ("RegistrarPool -eq '" + $Fqdn + "'") -ResultSize 1)) {
+            if ($null -ne $u) { $user = $u; break }
+        }
+        if ($null -eq $user) { return @{ user = ''; answer = @{}; error = $null } }
+        $sip = [string]$user.SipAddress
+        $answer = @{}
+        foreach ($i in @(Get-CsUserPoolInfo -Identity $sip)) {
+            if ($null -ne $i) { $answer = (ConvertTo-AgentProperties $i); break }
+        }
+        return @{ user = $sip; answer = $answer; error = $null }
+    } catch {
+        return @{ user = ''; answer = @{}; error = (ConvertTo-AgentError $_) }
+    }
+}
+
+# Get-AgentBackendStore is the back-end SQL Server store of a pool, where a paired pool keeps its
+# standby Central Management store: UNVERIFIED (BackendStore in Go): the pool's UserServer service
+# names its UserDatabase service, whose PoolFqdn is the SQL Server and SqlInstanceName the instance.
+function Get-AgentBackendStore {
+    param([string]$Fqdn)
+    $us = $null
+    foreach ($x in @(Get-CsService -UserServer -PoolFqdn $Fqdn)) {
+        if ($null -ne $x) { $us = $x; break }
+    }
+    if ($null -eq $us) { Stop-AgentNotFound ('Cannot find the UserServer service of pool "' + $Fqdn + '" in the topology.') }
+    $dbId = [string]$us.UserDatabase
+    if ($dbId -eq '') { return @{ userDatabase = ''; sqlServerFqdn = ''; sqlInstanceName = '' } }
+    $db = $null
+    foreach ($x in @(Get-CsService -Identity $dbId)) {
+        if ($null -ne $x) { $db = $x; break }
+    }
+    if ($null -eq $db) { Stop-AgentNotFound ('Cannot find "' + $dbId + '" in the topology.') }
+    return @{ userDatabase = $dbId; sqlServerFqdn = [string]$db.PoolFqdn; sqlInstanceName = [string]$db.SqlInstanceName }
+}
+
 # Get-AgentTopologyFacts reads the pool in the published topology document (Get-CsTopology -AsXml):
 # its <Cluster> attributes, and each <Service> installed on it, directly or on one of its SQL
 # Server instances (a Standard Edition server holds its own user store). Go decides the edition and
@@ -244,7 +318,53 @@ function Invoke-AgentGetPool {
         relationship  = (Get-AgentRelationship $fqdn)
         topology      = (Get-AgentTopologyFacts ([string]$pool.Fqdn))
         serverVersion = (Get-AgentServerVersion)
+        edges         = (Get-AgentEdgePools)
+        failover      = (Get-AgentFailoverState $fqdn)
     }
+}
+
+# Invoke-AgentGetCmsStatus: where the active Central Management store is, as Microsoft's failover
+# procedure reads it (Get-CsManagementStoreReplicationStatus -CentralManagementStoreStatus:
+# ActiveMasterFqdn, ActiveFileTransferAgents; empty while the CMS does not answer), and the pool of
+# the active master (Get-CsComputer; '' when it cannot tell).
+function Invoke-AgentGetCmsStatus {
+    param($p)
+    $st = $null
+    foreach ($x in @(Get-CsManagementStoreReplicationStatus -CentralManagementStoreStatus)) {
+        if ($null -ne $x) { $st = $x; break }
+    }
+    $master = ''
+    $agents = @()
+    if ($null -ne $st) {
+        $master = [string]$st.ActiveMasterFqdn
+        $agents = (ConvertTo-AgentStrings $st.ActiveFileTransferAgents)
+    }
+    $pool = ''
+    if ($master -ne '') {
+        try {
+            $c = @(Get-CsComputer -Identity $master)
+            if ($c.Count -gt 0 -and $null -ne $c[0]) { $pool = [string]$c[0].Pool }
+        } catch { $pool = '' }
+    }
+    @{ found = ($null -ne $st); activeMasterFqdn = $master; activeFileTransferAgents = $agents; activeMasterPool = $pool }
+}
+
+function Invoke-AgentGetBackendStore {
+    param($p)
+    Get-AgentBackendStore ([string]$p.poolFqdn)
+}
+
+function Invoke-AgentGetEdgePools {
+    param($p)
+    Get-AgentEdgePools
+}
+
+# Invoke-AgentGetFrontEnd: the Front End service (RTCSRV) on this server.
+function Invoke-AgentGetFrontEnd {
+    param($p)
+    $svc = @(Get-CsWindowsService -Name 'RTCSRV' -ExcludeActivityLevel)
+    if ($svc.Count -eq 0 -or $null -eq $svc[0]) { return @{ installed = $false; status = '' } }
+    @{ installed = $true; status = [string]$svc[0].Status }
 }
 
 function Invoke-AgentGetBackupStatus {
@@ -372,6 +492,49 @@ function Invoke-AgentUnpair {
     Enable-CsTopology | Out-Null
 }
 
+# The failover cmdlets ("Failing over and failing back a pool"). None prompts: -Confirm:$false, and
+# -NonInteractive makes any other prompt an error rather than a wait. -WhatIf for a rehearsal.
+
+# Invoke-AgentFailoverCMS runs on a Front End of the pool the CMS moves to: without a target store
+# when the CMS answers; in a disaster with the backup pool's back-end store and -Force.
+function Invoke-AgentFailoverCMS {
+    param($p)
+    $set = @{ Confirm = $false }
+    if ([bool]$p.disaster) {
+        $set['BackupSqlServerFqdn'] = [string]$p.backupSqlServerFqdn
+        if (-not [string]::IsNullOrEmpty([string]$p.backupSqlInstanceName)) { $set['BackupSqlInstanceName'] = [string]$p.backupSqlInstanceName }
+        $set['Force'] = $true
+    }
+    if ([bool]$p.whatIf) { $set['WhatIf'] = $true }
+    Invoke-CsManagementServerFailover @set | Out-Null
+}
+
+function Invoke-AgentMoveEdgeNextHop {
+    param($p)
+    $set = @{
+        Identity  = 'EdgeServer:' + [string]$p.edgePoolFqdn
+        Registrar = 'Registrar:' + [string]$p.registrarFqdn
+        Confirm   = $false
+    }
+    if ([bool]$p.whatIf) { $set['WhatIf'] = $true }
+    Set-CsEdgeServer @set | Out-Null
+}
+
+function Invoke-AgentFailoverPool {
+    param($p)
+    $set = @{ PoolFqdn = [string]$p.poolFqdn; Confirm = $false }
+    if ([bool]$p.disasterMode) { $set['DisasterMode'] = $true }
+    if ([bool]$p.whatIf) { $set['WhatIf'] = $true }
+    Invoke-CsPoolFailOver @set | Out-Null
+}
+
+function Invoke-AgentFailbackPool {
+    param($p)
+    $set = @{ PoolFqdn = [string]$p.poolFqdn; Confirm = $false }
+    if ([bool]$p.whatIf) { $set['WhatIf'] = $true }
+    Invoke-CsPoolFailBack @set | Out-Null
+}
+
 # Invoke-AgentRemoveUserStoreBackupData removes the user data a pool still holds for a pool it is no
 # longer paired with ("Front End pool ABC failover procedure in Lync Server 2013", step 21).
 function Invoke-AgentRemoveUserStoreBackupData {
@@ -393,6 +556,14 @@ const bodyLoop = `$lyncAgentOps = @{
     'PairPools'                 = 'Invoke-AgentPairPools'
     'Unpair'                    = 'Invoke-AgentUnpair'
     'RemoveUserStoreBackupData' = 'Invoke-AgentRemoveUserStoreBackupData'
+    'GetCmsStatus'              = 'Invoke-AgentGetCmsStatus'
+    'GetBackendStore'           = 'Invoke-AgentGetBackendStore'
+    'GetEdgePools'              = 'Invoke-AgentGetEdgePools'
+    'GetFrontEnd'               = 'Invoke-AgentGetFrontEnd'
+    'FailoverCMS'               = 'Invoke-AgentFailoverCMS'
+    'MoveEdgeNextHop'           = 'Invoke-AgentMoveEdgeNextHop'
+    'FailoverPool'              = 'Invoke-AgentFailoverPool'
+    'FailbackPool'              = 'Invoke-AgentFailbackPool'
 }
 
 Send-AgentReply @{ id = 0; ok = $true; result = @{ module = $lyncAgentModule; psVersion = [string]$PSVersionTable.PSVersion } }
@@ -429,6 +600,14 @@ const (
 	opPairPools                 = "PairPools"
 	opUnpair                    = "Unpair"
 	opRemoveUserStoreBackupData = "RemoveUserStoreBackupData"
+	opGetCmsStatus              = "GetCmsStatus"
+	opGetBackendStore           = "GetBackendStore"
+	opGetEdgePools              = "GetEdgePools"
+	opGetFrontEnd               = "GetFrontEnd"
+	opFailoverCMS               = "FailoverCMS"
+	opMoveEdgeNextHop           = "MoveEdgeNextHop"
+	opFailoverPool              = "FailoverPool"
+	opFailbackPool              = "FailbackPool"
 )
 
 // product is what the product name decides: the module and, for Bootstrapper, whether the

@@ -24,7 +24,9 @@ const AdminPrefix = "/sim/v1"
 //	POST /sim/v1/servers/{fqdn}/stop-backup-service
 //	POST /sim/v1/servers/{fqdn}/reboot                  (Deployment.Reboot)
 //	POST /sim/v1/servers/{fqdn}/faults                  ServerFaults (replaces the server's faults)
+//	POST /sim/v1/servers/{fqdn}/front-end               {"running": false} (Deployment.SetFrontEnd)
 //	POST /sim/v1/endpoints/{fqdn}/unreachable           {"unreachable": true}
+//	POST /sim/v1/pools/{fqdn}/unreachable               {"unreachable": true} (the whole pool: Deployment.SetPoolUnreachable)
 //	POST /sim/v1/pools/{fqdn}/export-error              {"module": "", "on": true}  ("" = all modules)
 //	POST /sim/v1/pools/{fqdn}/import-error              {"module": "", "on": true}
 //	POST /sim/v1/pools/{fqdn}/backup-pool               {"backupPool": "pool03.contoso.com"} ("" unpairs that side)
@@ -136,6 +138,34 @@ func AdminHandler(d *Deployment, extra ...AdminRoute) http.Handler {
 			return
 		}
 		answer(w, d, d.SetUnreachable(r.PathValue("fqdn"), *body.Unreachable))
+	})
+	handle("POST "+AdminPrefix+"/pools/{fqdn}/unreachable", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Unreachable *bool `json:"unreachable"`
+		}
+		if err := decodeBody(r, &body); err != nil {
+			writeError(w, err)
+			return
+		}
+		if body.Unreachable == nil {
+			writeError(w, fmt.Errorf("%w: unreachable: required", ErrInvalid))
+			return
+		}
+		answer(w, d, d.SetPoolUnreachable(r.PathValue("fqdn"), *body.Unreachable))
+	})
+	handle("POST "+AdminPrefix+"/servers/{fqdn}/front-end", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Running *bool `json:"running"`
+		}
+		if err := decodeBody(r, &body); err != nil {
+			writeError(w, err)
+			return
+		}
+		if body.Running == nil {
+			writeError(w, fmt.Errorf("%w: running: required", ErrInvalid))
+			return
+		}
+		answer(w, d, d.SetFrontEnd(r.PathValue("fqdn"), *body.Running))
 	})
 	moduleFault := func(set func(pool, module string, on bool) error) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {

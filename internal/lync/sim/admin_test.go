@@ -52,6 +52,30 @@ func TestAdminHandler(t *testing.T) {
 			}
 		}},
 		{name: "unreachable without value", method: "POST", path: "/sim/v1/endpoints/pool02.contoso.com/unreachable", body: `{}`, status: 400, code: protocol.CodeInvalid},
+		{name: "pool unreachable", method: "POST", path: "/sim/v1/pools/pool02.contoso.com/unreachable", body: `{"unreachable":true}`, status: 200, check: func(t *testing.T) {
+			if d.Reachable(pool02) || d.Reachable(fe1p2) || d.Reachable(fe2p2) {
+				t.Error("pool02 or a server of it still reachable")
+			}
+		}},
+		{name: "pool reachable again", method: "POST", path: "/sim/v1/pools/pool02.contoso.com/unreachable", body: `{"unreachable":false}`, status: 200, check: func(t *testing.T) {
+			if !d.Reachable(pool02) || !d.Reachable(fe1p2) || !d.Reachable(fe2p2) {
+				t.Error("pool02 or a server of it unreachable")
+			}
+		}},
+		{name: "pool unreachable of a server", method: "POST", path: "/sim/v1/pools/fe01.pool02.contoso.com/unreachable", body: `{"unreachable":true}`, status: 404, code: protocol.CodeNotFound},
+		{name: "pool unreachable without value", method: "POST", path: "/sim/v1/pools/pool02.contoso.com/unreachable", body: `{}`, status: 400, code: protocol.CodeInvalid},
+		{name: "front end stop", method: "POST", path: "/sim/v1/servers/fe01.pool02.contoso.com/front-end", body: `{"running":false}`, status: 200, check: func(t *testing.T) {
+			if s := serverState(t, d, fe1p2); s.FrontEnd != protocol.ServiceStopped {
+				t.Errorf("Front End = %q", s.FrontEnd)
+			}
+		}},
+		{name: "front end start", method: "POST", path: "/sim/v1/servers/fe01.pool02.contoso.com/front-end", body: `{"running":true}`, status: 200, check: func(t *testing.T) {
+			if s := serverState(t, d, fe1p2); s.FrontEnd != protocol.ServiceRunning {
+				t.Errorf("Front End = %q", s.FrontEnd)
+			}
+		}},
+		{name: "front end of a pool", method: "POST", path: "/sim/v1/servers/pool02.contoso.com/front-end", body: `{"running":false}`, status: 404, code: protocol.CodeNotFound},
+		{name: "front end without value", method: "POST", path: "/sim/v1/servers/fe01.pool02.contoso.com/front-end", body: `{}`, status: 400, code: protocol.CodeInvalid},
 		{name: "unknown body field", method: "POST", path: "/sim/v1/endpoints/pool02.contoso.com/unreachable", body: `{"unreachable":true,"x":1}`, status: 400, code: protocol.CodeInvalid},
 		{name: "export error", method: "POST", path: "/sim/v1/pools/pool01.contoso.com/export-error", body: `{"module":"ConfServices.DataConf","on":true}`, status: 200, check: func(t *testing.T) {
 			if got := exports(t, d, pool01)[dataConf]; got != protocol.ExportErrorState {

@@ -692,7 +692,7 @@ func (v *view) SyncBackup(ctx context.Context, poolFQDN string) (err error) {
 		dir := pm.Backup.at(now, timingOf(st, d.topo))
 		dir.Backlog, dir.Since, dir.Imported = 0, now, true
 		pm.Backup = dir
-		if failing = failingExports(d.topo, pm, name); len(failing) > 0 {
+		if failing = failingExports(d.topo, st, name); len(failing) > 0 {
 			return OutcomeFailed, nil
 		}
 		return OutcomeSucceeded, nil

@@ -17,8 +17,9 @@ import (
 // activation a direction must ship durations.initialBacklog (the pool's existing data) first.
 //
 // Export state of a module, first match wins:
-//   - NotInitialized: CentralMgmt.CMSMaster on the pool that does not host the CMS (there is no
-//     master to export), or the direction has never been active with this partner.
+//   - NotInitialized: CentralMgmt.CMSMaster on the pool that does not host the active CMS (there
+//     is no master to export; after FailoverCMS that is the pool it moved from), or the direction
+//     has never been active with this partner.
 //   - ErrorState: the pool's exportError fault names the module.
 //   - NonSteadyState: the direction was active but is not any more (LYNCBACKUP stopped on every
 //     bootstrapped Front End of either pool, or one side's pairing changed). Real Lync keeps the
@@ -201,7 +202,7 @@ func backupStatus(st *mutState, t *topology, pool string, now time.Time) (protoc
 	for _, m := range modulesFor(t.product) {
 		out.Modules = append(out.Modules, protocol.BackupModule{
 			Identity:     m,
-			ExportStatus: exportStatus(m, pool, t, pm, dir, stale),
+			ExportStatus: exportStatus(m, pool, st.CMSPool, t, pm, dir, stale),
 			ImportStatus: importStatus(m, pm, stale),
 		})
 	}
@@ -216,11 +217,11 @@ func wholeSeconds(d time.Duration) int {
 	return int((d + time.Second - 1) / time.Second)
 }
 
-// exportStatus is one module's export state; stale says a LYNCBACKUP of the pool serves another
-// partner than its backup pool.
-func exportStatus(module, pool string, t *topology, pm *poolMut, dir direction, stale bool) string {
+// exportStatus is one module's export state; cms is the pool that hosts the active CMS; stale
+// says a LYNCBACKUP of the pool serves another partner than its backup pool.
+func exportStatus(module, pool, cms string, t *topology, pm *poolMut, dir direction, stale bool) string {
 	switch {
-	case module == protocol.ModuleCMSMaster && pool != t.cmsPool:
+	case module == protocol.ModuleCMSMaster && pool != cms:
 		return protocol.ExportNotInitialized
 	case stale: // only ever true for a paired pool
 		return protocol.ExportErrorState
@@ -247,10 +248,11 @@ func importStatus(module string, pm *poolMut, stale bool) string {
 }
 
 // failingExports lists the modules of pool whose export the exportError fault breaks.
-func failingExports(t *topology, pm *poolMut, pool string) []string {
+func failingExports(t *topology, st *mutState, pool string) []string {
+	pm := st.Pools[pool]
 	var out []string
 	for _, m := range modulesFor(t.product) {
-		if m == protocol.ModuleCMSMaster && pool != t.cmsPool {
+		if m == protocol.ModuleCMSMaster && pool != st.CMSPool {
 			continue
 		}
 		if slices.Contains(pm.ExportError, m) {

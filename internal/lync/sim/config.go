@@ -31,6 +31,15 @@ type config struct {
 	// own).
 	ReadsWaitForWrites bool         `json:"readsWaitForWrites"`
 	Pools              []poolConfig `json:"pools"`
+	// EdgePools are the Edge pools of the topology, each with its next hop: the Front End pool its
+	// internal traffic goes to (Set-CsEdgeServer -Registrar). The sim serves no endpoint for them.
+	EdgePools []edgePoolConfig `json:"edgePools"`
+}
+
+type edgePoolConfig struct {
+	FQDN string `json:"fqdn"`
+	// NextHop is a Front End pool of the file.
+	NextHop string `json:"nextHop"`
 }
 
 type cmsConfig struct {
@@ -47,6 +56,12 @@ type durationsConfig struct {
 	// the startBackupService duration. The service is stopped at the start of it.
 	RestartBackupService string `json:"restartBackupService"`
 	SyncBackup           string `json:"syncBackup"`
+	// The failover writes (Invoke-CsManagementServerFailover, Set-CsEdgeServer -Registrar,
+	// Invoke-CsPoolFailOver, Invoke-CsPoolFailBack): default 0. A -WhatIf run is instant.
+	FailoverCMS     string `json:"failoverCMS"`
+	MoveEdgeNextHop string `json:"moveEdgeNextHop"`
+	FailoverPool    string `json:"failoverPool"`
+	FailbackPool    string `json:"failbackPool"`
 	// Read is the latency of every read (Get-CsPool, Get-CsBackupServiceStatus,
 	// Get-CsWindowsService): default 0.
 	Read string `json:"read"`
@@ -126,6 +141,10 @@ type timing struct {
 	StartBackupService   time.Duration
 	RestartBackupService time.Duration
 	SyncBackup           time.Duration
+	FailoverCMS          time.Duration
+	MoveEdgeNextHop      time.Duration
+	FailoverPool         time.Duration
+	FailbackPool         time.Duration
 	Read                 time.Duration
 	// SyncInterval is the file's; the one in force is mutState.SyncInterval (see timingOf).
 	SyncInterval   time.Duration
@@ -151,17 +170,26 @@ const (
 // topology is the immutable part of a deployment: what the file says exists.
 type topology struct {
 	product string
+	// cmsPool is where the file puts the active CMS; the one in force is mutState.CMSPool
+	// (FailoverCMS moves it).
 	cmsPool string
 	timing  timing
 	// readsWaitForWrites is the file's setting; Deployment.SetReads changes it at run time.
 	readsWaitForWrites bool
 	pools              []poolFacts
 	servers            []serverFacts
+	// edgePools are the Edge pools, in file order, with the next hop the file gives them (the one
+	// in force is mutState.EdgePools).
+	edgePools []edgeFacts
 	// names maps a lower-cased FQDN to its canonical spelling (as written in the file).
 	names map[string]string
 	// poolIndex and serverIndex find facts by canonical FQDN: settle looks pools up on every
 	// change, and a scan made large deployments quadratic.
-	poolIndex, serverIndex map[string]int
+	poolIndex, serverIndex, edgeIndex map[string]int
+}
+
+type edgeFacts struct {
+	FQDN, NextHop string
 }
 
 type poolFacts struct {
@@ -184,6 +212,13 @@ func (t *topology) pool(name string) (*poolFacts, bool) {
 func (t *topology) server(name string) (*serverFacts, bool) {
 	if i, ok := t.serverIndex[name]; ok {
 		return &t.servers[i], true
+	}
+	return nil, false
+}
+
+func (t *topology) edge(name string) (*edgeFacts, bool) {
+	if i, ok := t.edgeIndex[name]; ok {
+		return &t.edgePools[i], true
 	}
 	return nil, false
 }
@@ -326,7 +361,7 @@ func join(path, k string) string {
 }
 
 func (c *config) build() (*topology, *mutState, error) {
-	t := &topology{product: c.Product, names: map[string]string{}, poolIndex: map[string]int{}, serverIndex: map[string]int{}}
+	t := &topology{product: c.Product, names: map[string]string{}, poolIndex: map[string]int{}, serverIndex: map[string]int{}, edgeIndex: map[string]int{}}
 	if c.Product == "" {
 		return nil, nil, errors.New("product: required (lync2013, sfb2015 or sfb2019)")
 	}
@@ -492,6 +527,23 @@ func (c *config) build() (*topology, *mutState, error) {
 		return nil, nil, fmt.Errorf("cms.pool: %q is not a pool of this deployment", c.CMS.Pool)
 	}
 	t.cmsPool = cms
+	st.CMSPool = cms
+	for i, e := range c.EdgePools {
+		f := fmt.Sprintf("edgePools[%d]", i)
+		if err := claimName(f+".fqdn", e.FQDN); err != nil {
+			return nil, nil, err
+		}
+		if e.NextHop == "" {
+			return nil, nil, fmt.Errorf("%s.nextHop: required (the Front End pool the Edge pool's internal traffic goes to)", f)
+		}
+		hop, ok := isPool(e.NextHop)
+		if !ok {
+			return nil, nil, fmt.Errorf("%s.nextHop: %q is not a Front End pool of this deployment", f, e.NextHop)
+		}
+		t.edgeIndex[e.FQDN] = len(t.edgePools)
+		t.edgePools = append(t.edgePools, edgeFacts{FQDN: e.FQDN, NextHop: hop})
+		st.EdgePools[e.FQDN] = &edgeMut{NextHop: hop}
+	}
 	for i, p := range c.Pools {
 		if p.BackupPool == "" {
 			continue
@@ -545,6 +597,10 @@ func (d durationsConfig) build() (timing, error) {
 		{"durations.startBackupService", d.StartBackupService, &tm.StartBackupService},
 		{"durations.restartBackupService", d.RestartBackupService, &tm.RestartBackupService},
 		{"durations.syncBackup", d.SyncBackup, &tm.SyncBackup},
+		{"durations.failoverCMS", d.FailoverCMS, &tm.FailoverCMS},
+		{"durations.moveEdgeNextHop", d.MoveEdgeNextHop, &tm.MoveEdgeNextHop},
+		{"durations.failoverPool", d.FailoverPool, &tm.FailoverPool},
+		{"durations.failbackPool", d.FailbackPool, &tm.FailbackPool},
 		{"durations.read", d.Read, &tm.Read},
 		{"durations.syncInterval", d.SyncInterval, &tm.SyncInterval},
 	} {

@@ -158,6 +158,14 @@ func TestLoadTwoPoolsDemo(t *testing.T) {
 	if s.Pools[0].Site != "Redmond" || s.Pools[1].Site != "Dublin" {
 		t.Errorf("sites = %s, %s", s.Pools[0].Site, s.Pools[1].Site)
 	}
+	// The demo has an Edge pool whose next hop is pool01, and failover steps the eye can follow.
+	if len(s.EdgePools) != 1 || s.EdgePools[0] != (EdgePoolState{FQDN: "edge01.contoso.com", NextHop: "pool01.contoso.com"}) ||
+		strings.Join(s.Pools[0].EdgePools, ",") != "edge01.contoso.com" {
+		t.Errorf("Edge pools = %+v, pool01's %v", s.EdgePools, s.Pools[0].EdgePools)
+	}
+	if tm.FailoverCMS <= 0 || tm.MoveEdgeNextHop <= 0 || tm.FailoverPool <= 0 || tm.FailbackPool <= 0 {
+		t.Errorf("failover timing = %+v", tm)
+	}
 
 	// Tests override the listen addresses.
 	d2, err := Load(path, WithListenOverride(func(e Endpoint) string {

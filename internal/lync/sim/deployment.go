@@ -14,7 +14,10 @@
 // killed and restarted (simrun) while the deployment goes on. A Bootstrapper run that asks for a
 // restart gets nowhere until an administrator restarts the server (Reboot); a running LYNCBACKUP
 // ignores a changed pairing until it is restarted (RestartBackupService); Unpair removes the
-// backup data the pools hold of each other.
+// backup data the pools hold of each other. Failover (failover.go) follows Microsoft's procedure:
+// the active CMS moves only to its pool's backup pool, a pool is failed over only once neither
+// the CMS nor an Edge pool's next hop is in it, and each failover cmdlet outlives the agent that
+// started it.
 package sim
 
 import (
@@ -308,6 +311,9 @@ func (d *Deployment) Backend(fqdn string) (lync.Backend, error) {
 	if s, ok := d.topo.server(name); ok {
 		return &view{d: d, server: s.FQDN, pool: s.Pool, waiting: map[*bootRun]int{}}, nil
 	}
+	if _, ok := d.topo.edge(name); ok {
+		return nil, fmt.Errorf("%w: %s is an Edge pool; agents run on Front End servers", lync.ErrNotFound, name)
+	}
 	p, _ := d.topo.pool(name)
 	return nil, fmt.Errorf("%w: %s is a pool; there is no pool-level agent, agents run on its Front End servers: %s",
 		lync.ErrNotFound, name, strings.Join(p.Servers, ", "))
@@ -317,7 +323,7 @@ func (d *Deployment) Backend(fqdn string) (lync.Backend, error) {
 // while its "unreachable" fault is on, and for names the deployment does not have.
 func (d *Deployment) Reachable(fqdn string) bool {
 	name, ok := d.topo.canonical(fqdn)
-	if !ok {
+	if _, edge := d.topo.edge(name); !ok || edge {
 		return false
 	}
 	reachable := false
@@ -333,7 +339,11 @@ func (d *Deployment) Reachable(fqdn string) bool {
 
 // Counts returns how many times each operation was called, keyed "<Kind>/<target>" with the
 // target spelled as in the deployment file: "Bootstrap/<server>", "StartBackupService/<server>",
-// "RestartBackupService/<server>", "PairPools/<primary>", "Unpair/<primary>", "SyncBackup/<pool>".
+// "RestartBackupService/<server>", "PairPools/<primary>", "Unpair/<primary>", "SyncBackup/<pool>",
+// "FailoverCMS/<pool the CMS moves to>", "MoveEdgeNextHop/<Edge pool>", "FailoverPool/<pool>",
+// "FailbackPool/<pool>". A failover write run with whatIf is a rehearsal, not an execution of its
+// kind: it counts as "<Kind>(WhatIf)/<target>" (FailoverPool(WhatIf)/pool01.contoso.com), and
+// the timeline records it under that kind too.
 // A call counts once it names a valid target (a known pool; a server for the per-server kinds),
 // before any wait and before the checks that depend on the deployment's state, so a refused or
 // cancelled call counts too (a Bootstrap refused because Bootstrapper is already running on the
@@ -362,8 +372,11 @@ func (d *Deployment) Snapshot() State {
 	var out State
 	d.read(func(st *mutState, now time.Time) {
 		t := d.topo
-		out = State{Product: t.product, Now: now, TopologyVersion: st.TopologyVersion, CMSPool: t.cmsPool, Counts: map[string]int{},
+		out = State{Product: t.product, Now: now, TopologyVersion: st.TopologyVersion, CMSPool: st.CMSPool, Counts: map[string]int{},
 			SyncInterval: time.Duration(st.SyncInterval).String()}
+		for _, e := range t.edgePools {
+			out.EdgePools = append(out.EdgePools, EdgePoolState{FQDN: e.FQDN, NextHop: st.EdgePools[e.FQDN].NextHop})
+		}
 		for k, v := range st.Counts {
 			out.Counts[k] = v
 		}
@@ -403,6 +416,7 @@ func (d *Deployment) Snapshot() State {
 				RebootPending:       sm.RebootRequested != nil,
 				RebootRequested:     cloneTime(sm.RebootRequested),
 				Faults:              sm.Faults,
+				FrontEnd:            frontEndStatus(sm),
 			}
 			ss.BackupService.Started = cloneTime(sm.BackupService.Started)
 			if sm.LastBootstrap != nil {
@@ -424,19 +438,33 @@ func (d *Deployment) Snapshot() State {
 	return out
 }
 
-// poolInfo is Get-CsPool plus Get-CsPoolBackupRelationship for one pool.
+// poolInfo is Get-CsPool plus Get-CsPoolBackupRelationship for one pool, with where the active CMS
+// is, whom the pool's users sign in to, and the Edge pools whose next hop it is.
 func poolInfo(t *topology, st *mutState, name string) protocol.Pool {
 	p, _ := t.pool(name)
 	return protocol.Pool{
-		FQDN:       p.FQDN,
-		Site:       p.Site,
-		Edition:    p.Edition,
-		Version:    p.Version,
-		Computers:  slices.Clone(p.Servers),
-		BackupPool: st.Pools[name].BackupPool,
-		HostsCMS:   name == t.cmsPool,
-		CMSPool:    t.cmsPool,
+		FQDN:         p.FQDN,
+		Site:         p.Site,
+		Edition:      p.Edition,
+		Version:      p.Version,
+		Computers:    slices.Clone(p.Servers),
+		BackupPool:   st.Pools[name].BackupPool,
+		HostsCMS:     name == st.CMSPool,
+		CMSPool:      st.CMSPool,
+		FailedOverTo: st.Pools[name].FailedOverTo,
+		EdgePools:    edgePoolsOf(t, st, name),
 	}
+}
+
+// edgePoolsOf lists, in file order, the Edge pools whose next hop is pool (nil when none).
+func edgePoolsOf(t *topology, st *mutState, pool string) []string {
+	var out []string
+	for _, e := range t.edgePools {
+		if st.EdgePools[e.FQDN].NextHop == pool {
+			out = append(out, e.FQDN)
+		}
+	}
+	return out
 }
 
 // resolvePool returns the canonical name of a pool, or an error wrapping lync.ErrNotFound.
@@ -445,9 +473,47 @@ func (d *Deployment) resolvePool(fqdn string) (string, error) {
 		if _, ok := d.topo.pool(name); ok {
 			return name, nil
 		}
+		if _, ok := d.topo.edge(name); ok {
+			return "", fmt.Errorf("%w: %s is an Edge pool, not a Front End pool", lync.ErrNotFound, name)
+		}
 		return "", fmt.Errorf("%w: %s is a Front End server, not a pool", lync.ErrNotFound, name)
 	}
 	return "", fmt.Errorf("%w: pool %q is not in the topology", lync.ErrNotFound, fqdn)
+}
+
+// resolveFrontEndPool is resolvePool for a role that only a Front End pool can play (what, in
+// messages): a Front End server or an Edge pool is lync.ErrConflict, an unknown name
+// lync.ErrNotFound.
+func (d *Deployment) resolveFrontEndPool(fqdn, what string) (string, error) {
+	name, ok := d.topo.canonical(fqdn)
+	if !ok {
+		return "", fmt.Errorf("%w: %s %q is not in the topology", lync.ErrNotFound, what, fqdn)
+	}
+	if _, ok := d.topo.pool(name); ok {
+		return name, nil
+	}
+	kind := "a Front End server"
+	if _, ok := d.topo.edge(name); ok {
+		kind = "an Edge pool"
+	}
+	return "", fmt.Errorf("%w: %s %s is %s, not a Front End pool", lync.ErrConflict, what, name, kind)
+}
+
+// resolveEdgePool returns the canonical name of an Edge pool: an unknown name is
+// lync.ErrNotFound, a Front End pool or server lync.ErrConflict.
+func (d *Deployment) resolveEdgePool(fqdn string) (string, error) {
+	name, ok := d.topo.canonical(fqdn)
+	if !ok {
+		return "", fmt.Errorf("%w: Edge pool %q is not in the topology", lync.ErrNotFound, fqdn)
+	}
+	if _, ok := d.topo.edge(name); ok {
+		return name, nil
+	}
+	kind := "a Front End server"
+	if _, ok := d.topo.pool(name); ok {
+		kind = "a Front End pool"
+	}
+	return "", fmt.Errorf("%w: %s is %s, not an Edge pool", lync.ErrConflict, name, kind)
 }
 
 // resolveServer returns the canonical name of a server, or an error wrapping lync.ErrNotFound.
@@ -455,6 +521,9 @@ func (d *Deployment) resolveServer(fqdn string) (string, error) {
 	if name, ok := d.topo.canonical(fqdn); ok {
 		if _, ok := d.topo.server(name); ok {
 			return name, nil
+		}
+		if _, ok := d.topo.edge(name); ok {
+			return "", fmt.Errorf("%w: %s is an Edge pool, not a Front End server", lync.ErrNotFound, name)
 		}
 		return "", fmt.Errorf("%w: %s is a pool, not a Front End server", lync.ErrNotFound, name)
 	}
@@ -490,6 +559,10 @@ func (d *Deployment) StopBackupService(server string) error {
 //     lync.ErrUnavailable. (The agent process itself is simrun's: SimRunner.RebootServer kills and
 //     restarts it around this call.)
 //   - the boot time becomes now, and a restart a Bootstrapper run asked for is no longer pending;
+//   - the Front End service (RTCSRV) runs, whatever its state before (SetFrontEnd);
+//   - a failover write the server's agent runs (FailoverCMS, MoveEdgeNextHop, FailoverPool,
+//     FailbackPool: cmdlets of the server's PowerShell host, which outlive the agent) is cut short
+//     and changes nothing;
 //   - LYNCBACKUP, when installed, went down with the machine (the directions it served stop, as
 //     after StopBackupService) and starts on its own as an automatic-start service does, whatever
 //     its state before: Running, with Started now, serving the partner the server is
@@ -536,6 +609,7 @@ func (d *Deployment) Reboot(server string) error {
 		sm := st.Servers[name]
 		sm.BootTime = now
 		sm.RebootRequested = nil
+		sm.FrontEndStopped = false // RTCSRV starts with the machine
 		if sm.BackupService.Installed {
 			// UNVERIFIED: that LYNCBACKUP's start type is Automatic, as Lync Server's services are.
 			// It went down with the machine: the directions it served stop, then resume.
@@ -600,12 +674,48 @@ func (d *Deployment) SetUnreachable(fqdn string, unreachable bool) error {
 	if !ok {
 		return fmt.Errorf("%w: %q is neither a pool nor a server of the simulated deployment", lync.ErrNotFound, fqdn)
 	}
+	if _, ok := d.topo.edge(name); ok {
+		return fmt.Errorf("%w: %s is an Edge pool: the sim serves no endpoint for it", lync.ErrNotFound, name)
+	}
 	return d.mutate(func(st *mutState, _ time.Time) error {
 		if pm, ok := st.Pools[name]; ok {
 			pm.Unreachable = unreachable
 		} else {
 			st.Servers[name].Faults.Unreachable = unreachable
 		}
+		return nil
+	})
+}
+
+// SetPoolUnreachable makes a whole pool stop answering, as in a disaster, or answer again: the
+// "unreachable" fault of its alias (when it has one) and of every one of its Front End servers'
+// agents. A pool all of whose servers are unreachable does not answer (FailoverPool needs
+// -DisasterMode, FailoverCMS -Force for the CMS it hosts).
+func (d *Deployment) SetPoolUnreachable(pool string, unreachable bool) error {
+	name, err := d.resolvePool(pool)
+	if err != nil {
+		return err
+	}
+	p, _ := d.topo.pool(name)
+	return d.mutate(func(st *mutState, _ time.Time) error {
+		st.Pools[name].Unreachable = unreachable
+		for _, s := range p.Servers {
+			st.Servers[s].Faults.Unreachable = unreachable
+		}
+		return nil
+	})
+}
+
+// SetFrontEnd stops (running false) or starts the Front End service (RTCSRV) on server, as its
+// administrator would (Stop-CsWindowsService / Start-CsWindowsService -Name RTCSRV). A pool is
+// failed back only while it runs on every Front End server of the pool.
+func (d *Deployment) SetFrontEnd(server string, running bool) error {
+	name, err := d.resolveServer(server)
+	if err != nil {
+		return err
+	}
+	return d.mutate(func(st *mutState, _ time.Time) error {
+		st.Servers[name].FrontEndStopped = !running
 		return nil
 	})
 }

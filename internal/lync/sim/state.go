@@ -27,11 +27,25 @@ type mutState struct {
 	// SyncInterval is the Backup Service's SyncInterval (Set-CsBackupServiceConfiguration), global
 	// to the deployment: Lync's configuration, so it survives a restart of the sim process.
 	SyncInterval jsonDuration `json:"syncInterval"`
+	// CMSPool is the pool that hosts the active Central Management store: the file's cms.pool
+	// until FailoverCMS moves it to that pool's backup pool.
+	CMSPool string `json:"cmsPool"`
+	// EdgePools holds each Edge pool's next hop in force (Set-CsEdgeServer -Registrar).
+	EdgePools map[string]*edgeMut `json:"edgePools,omitempty"`
 }
 
 // stateFormatVersion 2 added boot times, pending restarts, what a running LYNCBACKUP serves, the
 // backup data each pool holds and the sync interval: a version 1 file cannot say what they were.
-const stateFormatVersion = 2
+// Version 3 added failover: the active CMS pool, the pools failed over, the Edge pools' next hops
+// and stopped Front End services. A version 2 file is read as a deployment where none of that
+// happened (the file's CMS pool and next hops, no pool failed over, every Front End running).
+const stateFormatVersion = 3
+
+// edgeMut is an Edge pool's state.
+type edgeMut struct {
+	// NextHop is the Front End pool the Edge pool's internal traffic goes to.
+	NextHop string `json:"nextHop"`
+}
 
 type poolMut struct {
 	BackupPool    string                  `json:"backupPool,omitempty"`
@@ -46,6 +60,9 @@ type poolMut struct {
 	// it. Lync does not delete it when the pairing changes (it is only no longer updated):
 	// Remove-CsUserStoreBackupData does, which the sim's Unpair models.
 	BackupDataOf []string `json:"backupDataOf,omitempty"`
+	// FailedOverTo is the pool whose Front Ends serve this pool's users since FailoverPool, until
+	// FailbackPool; "" while the pool serves its own.
+	FailedOverTo string `json:"failedOverTo,omitempty"`
 }
 
 type serverMut struct {
@@ -66,6 +83,9 @@ type serverMut struct {
 	// happened yet; nil when no restart is pending. Reboot clears it.
 	RebootRequested *time.Time   `json:"rebootRequested,omitempty"`
 	Faults          ServerFaults `json:"faults"`
+	// FrontEndStopped is true while the Front End service (RTCSRV) is stopped (SetFrontEnd); a
+	// restart of the server starts it again, as an automatic-start service.
+	FrontEndStopped bool `json:"frontEndStopped,omitempty"`
 }
 
 // BootstrapRun is the last Bootstrapper.exe run on a simulated server.
@@ -104,6 +124,7 @@ func newMutState() *mutState {
 		Pools:           map[string]*poolMut{},
 		Servers:         map[string]*serverMut{},
 		Counts:          map[string]int{},
+		EdgePools:       map[string]*edgeMut{},
 	}
 }
 
@@ -118,6 +139,12 @@ func (s *mutState) clone() *mutState {
 		Servers:         make(map[string]*serverMut, len(s.Servers)),
 		Counts:          make(map[string]int, len(s.Counts)),
 		SyncInterval:    s.SyncInterval,
+		CMSPool:         s.CMSPool,
+		EdgePools:       make(map[string]*edgeMut, len(s.EdgePools)),
+	}
+	for k, e := range s.EdgePools {
+		ce := *e
+		c.EdgePools[k] = &ce
 	}
 	for k, p := range s.Pools {
 		cp := *p
@@ -179,8 +206,18 @@ func readStateFile(path string, t *topology) (st *mutState, found bool, err erro
 	if err := dec.Decode(st); err != nil {
 		return nil, true, fmt.Errorf("state file %s: %w", path, err)
 	}
-	if st.FormatVersion != stateFormatVersion {
-		return nil, true, fmt.Errorf("state file %s: format version %d, want %d", path, st.FormatVersion, stateFormatVersion)
+	switch st.FormatVersion {
+	case stateFormatVersion:
+	case 2:
+		// Before failover: nothing of it happened yet.
+		st.FormatVersion = stateFormatVersion
+		st.CMSPool = t.cmsPool
+		st.EdgePools = map[string]*edgeMut{}
+		for _, e := range t.edgePools {
+			st.EdgePools[e.FQDN] = &edgeMut{NextHop: e.NextHop}
+		}
+	default:
+		return nil, true, fmt.Errorf("state file %s: format version %d, want %d (or 2)", path, st.FormatVersion, stateFormatVersion)
 	}
 	mismatch := func(what string) error {
 		return fmt.Errorf("state file %s does not match the deployment file (%s); delete it to start afresh", path, what)
@@ -204,6 +241,24 @@ func readStateFile(path string, t *topology) (st *mutState, found bool, err erro
 			if o == "" || o == p.FQDN || !poolName(o) {
 				return nil, true, fmt.Errorf("state file %s: pools[%q].backupDataOf: %q is not another pool of the deployment", path, p.FQDN, o)
 			}
+		}
+		if pm.FailedOverTo == p.FQDN || !poolName(pm.FailedOverTo) {
+			return nil, true, fmt.Errorf("state file %s: pools[%q].failedOverTo: %q is not another pool of the deployment", path, p.FQDN, pm.FailedOverTo)
+		}
+	}
+	if _, ok := t.pool(st.CMSPool); !ok {
+		return nil, true, fmt.Errorf("state file %s: cmsPool: %q is not a pool of the deployment", path, st.CMSPool)
+	}
+	if len(st.EdgePools) != len(t.edgePools) {
+		return nil, true, mismatch("different number of Edge pools")
+	}
+	for _, e := range t.edgePools {
+		em, ok := st.EdgePools[e.FQDN]
+		if !ok || em == nil {
+			return nil, true, mismatch("no state for Edge pool " + e.FQDN)
+		}
+		if _, ok := t.pool(em.NextHop); !ok {
+			return nil, true, fmt.Errorf("state file %s: edgePools[%q].nextHop: %q is not a pool of the deployment", path, e.FQDN, em.NextHop)
 		}
 	}
 	for _, s := range t.servers {
@@ -283,12 +338,13 @@ func writeStateFile(path string, st *mutState) error {
 
 // State is a read-only snapshot of the whole deployment, as GET /sim/v1/state returns it.
 type State struct {
-	Product         string        `json:"product"`
-	Now             time.Time     `json:"now"`
-	TopologyVersion int           `json:"topologyVersion"`
-	CMSPool         string        `json:"cmsPool"`
-	Pools           []PoolState   `json:"pools"`
-	Servers         []ServerState `json:"servers"`
+	Product         string    `json:"product"`
+	Now             time.Time `json:"now"`
+	TopologyVersion int       `json:"topologyVersion"`
+	// CMSPool is the pool that hosts the active Central Management store now.
+	CMSPool string        `json:"cmsPool"`
+	Pools   []PoolState   `json:"pools"`
+	Servers []ServerState `json:"servers"`
 	// Counts are the operations called, keyed "<Kind>/<target>" (see Deployment.Counts).
 	Counts map[string]int `json:"counts"`
 	// Timeline is every execution of an operation, in the order they started (see Execution).
@@ -299,6 +355,15 @@ type State struct {
 	Reads ReadSettings `json:"reads"`
 	// SyncInterval is the Backup Service's SyncInterval in force (a Go duration), for every pool.
 	SyncInterval string `json:"syncInterval"`
+	// EdgePools are the Edge pools, in file order, with their next hop in force.
+	EdgePools []EdgePoolState `json:"edgePools,omitempty"`
+}
+
+// EdgePoolState is one Edge pool.
+type EdgePoolState struct {
+	FQDN string `json:"fqdn"`
+	// NextHop is the Front End pool its internal traffic goes to (Set-CsEdgeServer -Registrar).
+	NextHop string `json:"nextHop"`
 }
 
 // ReadSettings are how reads behave (durations.read, readsWaitForWrites, Deployment.SetReads).
@@ -354,4 +419,6 @@ type ServerState struct {
 	RebootRequested *time.Time `json:"rebootRequested,omitempty"`
 	// Faults are what is left of the server's faults.
 	Faults ServerFaults `json:"faults"`
+	// FrontEnd is the state of the Front End service (RTCSRV), as FrontEndService reads it.
+	FrontEnd string `json:"frontEnd"`
 }

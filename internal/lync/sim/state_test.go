@@ -216,7 +216,7 @@ func TestStateFileRefusesBadRestartAndServiceState(t *testing.T) {
 		edit func(st map[string]any)
 		want string
 	}{
-		{"version 1", func(st map[string]any) { st["formatVersion"] = 1 }, "format version 1, want 2"},
+		{"version 1", func(st map[string]any) { st["formatVersion"] = 1 }, "format version 1, want 3 (or 2)"},
 		{"no boot time", func(st map[string]any) { server(st, fe2p1)["bootTime"] = "0001-01-01T00:00:00Z" }, `servers["fe02.pool01.contoso.com"].bootTime: required`},
 		{"running without a start time", func(st map[string]any) {
 			delete(server(st, fe1p1)["backupService"].(map[string]any), "started")

@@ -28,12 +28,17 @@ const (
 // nothing to do Succeeded; a refusal Failed). A Bootstrap execution is one Bootstrapper.exe run:
 // from its start to its end, with the run's outcome whatever its caller's ctx did (a run outlives
 // the agent that started it); a Bootstrap call refused because a run is already in progress on
-// the server starts no run and is not an execution (Counts still counts the call).
+// the server starts no run and is not an execution (Counts still counts the call). A failover
+// write (FailoverCMS, MoveEdgeNextHop, FailoverPool, FailbackPool) is one execution from the call
+// to the end of its cmdlet, which may come after the call returned (its caller gave up: the
+// cmdlet goes on); a rehearsal of one (whatIf) is an execution of kind "<Kind>(WhatIf)".
 type Execution struct {
 	// Kind is the operation kind (protocol.OperationKind).
 	Kind string `json:"kind"`
 	// Target is spelled as in the Counts keys: the server for Bootstrap, StartBackupService and
-	// RestartBackupService, the pool for SyncBackup, the primary pool for PairPools and Unpair.
+	// RestartBackupService, the pool for SyncBackup, the primary pool for PairPools and Unpair,
+	// the pool the CMS moves to for FailoverCMS, the Edge pool for MoveEdgeNextHop, the failed
+	// pool for FailoverPool and FailbackPool.
 	Target string `json:"target"`
 	// Server is the Front End whose view (agent) ran it.
 	Server  string    `json:"server"`
