@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"runtime"
 	"strings"
 	"sync"
@@ -80,6 +81,13 @@ func BenchmarkCreateToReady(b *testing.B) {
 
 // watchReady watches one PoolPair from now on and sends the time its Ready=True was first seen.
 func watchReady(b *testing.B, ns, name string) <-chan time.Time {
+	return watchUntil(b, ns, name, func(pp *drv1alpha1.PoolPair) bool {
+		return conditions.IsTrue(pp.Status.Conditions, drv1alpha1.ConditionReady)
+	})
+}
+
+// watchUntil watches one PoolPair from now on and sends the time it was first seen to match.
+func watchUntil(b *testing.B, ns, name string, match func(*drv1alpha1.PoolPair) bool) <-chan time.Time {
 	b.Helper()
 	wc, err := client.NewWithWatch(restConfig, client.Options{Scheme: scheme})
 	if err != nil {
@@ -96,7 +104,7 @@ func watchReady(b *testing.B, ns, name string) <-chan time.Time {
 	go func() {
 		defer close(done)
 		for ev := range w.ResultChan() {
-			if pp, ok := ev.Object.(*drv1alpha1.PoolPair); ok && conditions.IsTrue(pp.Status.Conditions, drv1alpha1.ConditionReady) {
+			if pp, ok := ev.Object.(*drv1alpha1.PoolPair); ok && match(pp) {
 				ready <- time.Now()
 				return
 			}
@@ -104,6 +112,56 @@ func watchReady(b *testing.B, ns, name string) <-chan time.Time {
 	}()
 	b.Cleanup(func() { cancel(); w.Stop(); <-done })
 	return ready
+}
+
+// BenchmarkFailoverRecoveryTime declares a planned failover of pool01 (which hosts the CMS and is
+// an Edge pool's next hop) on a synced pair and measures the recovery time, from the spec change
+// to the FailedOver phase seen by a watch, against the sum of the three cmdlets' durations (they
+// run one after the other, as Microsoft's procedure orders them).
+func BenchmarkFailoverRecoveryTime(b *testing.B) {
+	suite.Require(b)
+	for _, tc := range []struct {
+		name            string
+		cms, edge, pool time.Duration
+	}{
+		{"short-steps", 500 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond},
+		// hack/sim/two-pools.yaml's demo durations.
+		{"demo-steps", 3 * time.Second, 2 * time.Second, 5 * time.Second},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			steps := tc.cms + tc.edge + tc.pool
+			var total time.Duration
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				d := maps.Clone(testDurations)
+				d["failoverCMS"], d["moveEdgeNextHop"], d["failoverPool"] = tc.cms.String(), tc.edge.String(), tc.pool.String()
+				env := startSim(b, d, nil)
+				stop := startManagerStoppable(b, env.fastReconciler)
+				ns := newNamespace(b)
+				create(b, env.pair(ns, "bench-failover"))
+				waitReady(b, ns, "bench-failover", time.Minute)
+				failedOver := watchUntil(b, ns, "bench-failover", func(pp *drv1alpha1.PoolPair) bool { return pp.Status.Phase == drv1alpha1.PhaseFailedOver })
+				b.StartTimer()
+				began := time.Now()
+				setFailover(b, ns, "bench-failover", &drv1alpha1.FailoverSpec{Pool: pool01, Mode: drv1alpha1.FailoverPlanned, MoveEdgeNextHop: true})
+				select {
+				case at := <-failedOver:
+					total += at.Sub(began)
+				case <-time.After(5*steps + time.Minute):
+					b.Fatalf("not failed over: %s", failoverDescription(getPair(b, ns, "bench-failover")))
+				}
+				b.StopTimer()
+				stop()
+				release(b, ns, "bench-failover")
+			}
+			mean := total / time.Duration(b.N)
+			ratio := float64(mean) / float64(steps)
+			b.ReportMetric(mean.Seconds(), "s/recovery")
+			b.ReportMetric(steps.Seconds(), "s/steps")
+			b.ReportMetric(ratio, "overhead-ratio")
+			fmt.Printf("%s: recovery %v, sum of the cmdlets %v, overhead ratio %.3f\n", tc.name, mean.Round(time.Millisecond), steps, ratio)
+		})
+	}
 }
 
 // warmUp waits until a freshly started manager reconciles (its caches and workers are up), so

@@ -52,6 +52,15 @@ type pass struct {
 	// rebooted are the servers whose last Bootstrapper run asked for a restart that has happened:
 	// the second run it asked for is due, not a repeat of a run that showed no effect.
 	rebooted map[string]bool
+
+	// specChanged: the spec changed since the last pass (a new generation).
+	specChanged bool
+	// requestedAt: the requested-at annotation asked for a retry on this pass.
+	requestedAt bool
+	// rehearsalStuck: a rehearsal step cannot go on; the rehearsal reports what it found.
+	rehearsalStuck bool
+	// failoverPhase overrides the milestone phase while a failover is carried out.
+	failoverPhase drv1alpha1.Phase
 }
 
 func conditionsFor(pp *drv1alpha1.PoolPair) conditions.Setter {
@@ -84,6 +93,7 @@ func (p *pass) progress(reason, message string) {
 func (p *pass) reconcileNormal(ctx context.Context) error {
 	pp, st := p.pp, &p.pp.Status
 	p.before = append([]metav1.Condition(nil), st.Conditions...)
+	p.specChanged = st.ObservedGeneration != pp.Generation
 	st.ObservedGeneration = pp.Generation
 	if st.Phase == "" || st.Phase == drv1alpha1.PhaseDeleting {
 		st.Phase = drv1alpha1.PhasePending
@@ -127,10 +137,14 @@ func (p *pass) reconcileNormal(ctx context.Context) error {
 	m.BackupSynced = p.synced()
 	p.settleFailures(m)
 	p.checkRules()
-	if p.stalled == nil {
+	pairingSteps := p.stalled == nil
+	if pairingSteps && failoverInPlay(pp) {
+		pairingSteps = p.failover(ctx, m.Reached() == 4)
+	}
+	if pairingSteps {
 		p.advance(m)
 		p.launch(ctx)
-	} else {
+	} else if p.stalled != nil {
 		// An administrator fixes these in Topology Builder, which no watch sees: look again at the
 		// check interval.
 		p.wantRequeue(durationOr(pp.Spec.Sync.CheckInterval, 5*time.Minute))
@@ -248,6 +262,7 @@ func (p *pass) handleRequestedAt() {
 		return
 	}
 	st.LastHandledReconcileAt = v
+	p.requestedAt = true
 	for _, s := range allSlots(p.pp) {
 		s.resetFailures()
 	}

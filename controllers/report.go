@@ -36,6 +36,10 @@ const (
 	ReasonAgentsReachable           = "AgentsReachable"
 	ReasonAgentsUnreachable         = "AgentsUnreachable"
 	ReasonUnpairBlocked             = "UnpairBlocked"
+	ReasonFailoverRefused           = "FailoverRefused"
+	ReasonFailoverFailed            = "FailoverStepFailed"
+	ReasonFailoverOutcomeUnknown    = "FailoverOutcomeUnknown"
+	ReasonFailoverDrifted           = "FailoverDrifted"
 	ReasonDeleting                  = "Deleting"
 )
 
@@ -73,13 +77,22 @@ func (p *pass) report(m *pairing.Milestones) {
 		st.Phase = []drv1alpha1.Phase{drv1alpha1.PhasePending, drv1alpha1.PhaseTopologyPublished, drv1alpha1.PhaseBootstrapped,
 			drv1alpha1.PhaseBackupServiceStarted, drv1alpha1.PhaseSynced}[m.Reached()]
 	}
+	p.reportFailover()
+	if p.failoverPhase != "" {
+		st.Phase = p.failoverPhase
+	}
 	agentsDown := conditions.Get(st.Conditions, drv1alpha1.ConditionAgentsReachable) != nil && !conditions.IsTrue(st.Conditions, drv1alpha1.ConditionAgentsReachable)
-	ready := m != nil && m.Reached() == 4 && p.stalled == nil && !agentsDown
+	ready := m != nil && m.Reached() == 4 && p.stalled == nil && !agentsDown && p.failoverPhase == ""
 	switch {
 	case p.stalled != nil:
 		p.conds.True(drv1alpha1.ConditionStalled, p.stalled.Reason, p.stalled.Message)
 		p.conds.Remove(drv1alpha1.ConditionReconciling)
 		p.conds.False(drv1alpha1.ConditionReady, p.stalled.Reason, p.stalled.Message)
+	case p.failoverPhase == drv1alpha1.PhaseFailedOver:
+		// Declared and done: the failed pool's agents may well not answer.
+		p.conds.Remove(drv1alpha1.ConditionStalled)
+		p.conds.Remove(drv1alpha1.ConditionReconciling)
+		p.conds.True(drv1alpha1.ConditionReady, ReasonFailedOver, p.failedOverMessage())
 	case ready:
 		p.conds.Remove(drv1alpha1.ConditionStalled)
 		p.conds.Remove(drv1alpha1.ConditionReconciling)
@@ -109,8 +122,8 @@ func (p *pass) checkRetries() {
 	howTo := fmt.Sprintf("; fix the cause, then retry with: kubectl annotate poolpair -n %s %s %s=\"$(date +%%s)\" --overwrite",
 		p.pp.Namespace, p.pp.Name, drv1alpha1.RequestedAtAnnotation)
 	for _, s := range allSlots(p.pp) {
-		if *s.operation != nil {
-			continue
+		if *s.operation != nil || s.manualRetry {
+			continue // a failover step's failure is reported by the failover itself
 		}
 		last := *s.lastOperation
 		if refused := s.refusedForGood(); refused != nil {

@@ -29,6 +29,9 @@ type slot struct {
 	// untilSyncTimeout: the slot's failures are paced by the backoff but never exhaust it; a
 	// forced sync is retried until the direction is healthy, and spec.sync.timeout stalls it.
 	untilSyncTimeout bool
+	// manualRetry: a failure is never retried on its own; the requested-at annotation retries
+	// it. The failover cmdlets are not idempotent.
+	manualRetry bool
 }
 
 func pairSlot(pp *drv1alpha1.PoolPair) slot {
@@ -56,6 +59,9 @@ func allSlots(pp *drv1alpha1.PoolPair) []slot {
 	}
 	for i := range st.Backup {
 		slots = append(slots, directionSlot(&st.Backup[i]))
+	}
+	if st.Failover != nil {
+		slots = append(slots, failoverSlot(st.Failover))
 	}
 	return slots
 }
@@ -108,7 +114,7 @@ func (p *pass) retryAt(s slot) (time.Time, bool) {
 	if failures == 0 || *s.lastFailureTime == nil {
 		return time.Time{}, false
 	}
-	if p.r.Backoff.Exhausted(failures) && !s.untilSyncTimeout || s.refusedForGood() != nil {
+	if s.manualRetry || p.r.Backoff.Exhausted(failures) && !s.untilSyncTimeout || s.refusedForGood() != nil {
 		return time.Time{}, true
 	}
 	return (*s.lastFailureTime).Add(p.r.Backoff.Delay(failures, string(p.pp.UID)+"/"+s.name)), false
@@ -136,8 +142,9 @@ func (p *pass) countIneffective(s slot, kind protocol.OperationKind, target stri
 // unless backoff says wait. The request is sent by launch, after the record is written. It
 // reports whether the step is now in flight.
 func (p *pass) intend(s slot, kind protocol.OperationKind, target string, on agentServer, params any, note string) bool {
-	if kind != protocol.KindSyncBackup {
-		// Forced syncs are paced by spec.sync.checkInterval and stalled by spec.sync.timeout.
+	if kind != protocol.KindSyncBackup && !s.manualRetry {
+		// Forced syncs are paced by spec.sync.checkInterval and stalled by spec.sync.timeout; a
+		// failover step is never repeated on its own.
 		p.countIneffective(s, kind, target)
 	}
 	if at, blocked := p.retryAt(s); blocked {
@@ -157,7 +164,7 @@ func (p *pass) intend(s slot, kind protocol.OperationKind, target string, on age
 	}
 	var release func()
 	var cms string
-	if kind == protocol.KindPairPools || kind == protocol.KindUnpair {
+	if isTopologyChange(kind) {
 		cms = p.cmsPool()
 		if _, ok := p.r.writers.acquire(cms, p.key()); !ok {
 			// Not naming the holder keeps the message, and so the status, unchanged while the
@@ -351,7 +358,7 @@ func (p *pass) track(ctx context.Context, s slot) bool {
 			// The server's own agent lost its journal (reinstalled): the step's fate is
 			// unknown, so try again.
 			p.finish(s, protocol.Operation{ID: op.ID, Kind: protocol.OperationKind(op.Kind), State: protocol.StateFailed,
-				Message: "the agent of " + op.Server + " " + lostOperation, Retryable: true}, true)
+				Message: "the agent of " + op.Server + " " + lostOperation, Retryable: true, OutcomeUnknown: true}, true)
 			return false
 		}
 	}
@@ -385,6 +392,7 @@ func (p *pass) finish(s slot, got protocol.Operation, announce bool) {
 	done.State = string(got.State)
 	done.Message = got.Message
 	done.Retryable = got.Retryable
+	done.OutcomeUnknown = got.OutcomeUnknown
 	finished := stamp(p.now)
 	if got.Finished != nil {
 		finished = stamp(*got.Finished)
@@ -423,6 +431,16 @@ func (p *pass) finish(s slot, got protocol.Operation, announce bool) {
 // lostOperation ends the message of a step whose agent no longer knows it (its journal is gone):
 // whether it still runs over there is unknown.
 const lostOperation = "no longer knows this operation"
+
+// isTopologyChange: the step changes the deployment as a whole (the topology, the Central
+// Management store, who serves a pool's users). Those of one deployment run one at a time.
+func isTopologyChange(kind protocol.OperationKind) bool {
+	switch kind {
+	case protocol.KindPairPools, protocol.KindUnpair, protocol.KindFailoverCMS, protocol.KindMoveEdgeNextHop, protocol.KindFailoverPool, protocol.KindFailbackPool:
+		return true
+	}
+	return false
+}
 
 // stepAction names the step and its target: the events API merges events with the same action and
 // reason into one series, and each server's step is its own event.

@@ -43,7 +43,7 @@ const (
 )
 
 // Phase is the last milestone a PoolPair reached, in order, recomputed from what was observed.
-// +kubebuilder:validation:Enum=Pending;TopologyPublished;Bootstrapped;BackupServiceStarted;Synced;Deleting
+// +kubebuilder:validation:Enum=Pending;TopologyPublished;Bootstrapped;BackupServiceStarted;Synced;FailingOver;FailedOver;FailingBack;Deleting
 type Phase string
 
 const (
@@ -52,7 +52,12 @@ const (
 	PhaseBootstrapped         Phase = "Bootstrapped"
 	PhaseBackupServiceStarted Phase = "BackupServiceStarted"
 	PhaseSynced               Phase = "Synced"
-	PhaseDeleting             Phase = "Deleting"
+	// PhaseFailingOver, PhaseFailedOver and PhaseFailingBack: spec.failover (Planned or Disaster)
+	// is being carried out, has been, or is being undone. A rehearsal keeps the pairing's phase.
+	PhaseFailingOver Phase = "FailingOver"
+	PhaseFailedOver  Phase = "FailedOver"
+	PhaseFailingBack Phase = "FailingBack"
+	PhaseDeleting    Phase = "Deleting"
 )
 
 // Condition types. Ready is always present; Reconciling and Stalled only while True (kstatus).
@@ -65,6 +70,9 @@ const (
 	ConditionBackupServiceRunning = "BackupServiceRunning"
 	ConditionBackupSynced         = "BackupSynced"
 	ConditionAgentsReachable      = "AgentsReachable"
+	// ConditionFailedOver is present while a failover is declared or carried out: True once the
+	// failed pool's users are served by its partner, as declared.
+	ConditionFailedOver = "FailedOver"
 )
 
 // PoolPair pairs two Lync Server Front End pools so that each backs up the other for disaster recovery: the backup association is published in the topology, every Front End server of both pools is bootstrapped, the Lync Backup Service (LYNCBACKUP) runs, and backup data is synchronized in both directions. Failover and failback stay manual (Invoke-CsPoolFailOver, Invoke-CsPoolFailBack).
@@ -75,6 +83,7 @@ const (
 // +kubebuilder:printcolumn:name="Backup",type=string,JSONPath=`.spec.backup.fqdn`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Serving",type=string,JSONPath=`.status.failover.serving`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Step",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Reconciling")].reason`
 // +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
@@ -92,6 +101,10 @@ type PoolPair struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.voiceFailover) || !has(self.topology) || !has(self.topology.publishedBy) || self.topology.publishedBy != 'Administrator'",message="spec.voiceFailover is written with the pairing: with spec.topology.publishedBy Administrator, set 'Automatic failover and failback for Voice' in Topology Builder instead, and leave spec.voiceFailover out"
 // +kubebuilder:validation:XValidation:rule="!has(self.topology) || !has(self.topology.publishedBy) || self.topology.publishedBy != 'Administrator' || !has(self.deletionPolicy) || self.deletionPolicy != 'Unpair'",message="spec.deletionPolicy Unpair writes the topology: with spec.topology.publishedBy Administrator the operator never does, so use Retain and remove the association in Topology Builder"
 // +kubebuilder:validation:XValidation:rule="self.primary.fqdn != self.backup.fqdn",message="spec.backup.fqdn must differ from spec.primary.fqdn: a pool cannot back itself up"
+// +kubebuilder:validation:XValidation:rule="!has(self.failover) || self.failover.pool == self.primary.fqdn || self.failover.pool == self.backup.fqdn",message="spec.failover.pool must be spec.primary.fqdn or spec.backup.fqdn: the pool whose users move to its partner"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.failover) || !has(self.failover) || self.failover.pool == oldSelf.failover.pool",message="spec.failover.pool cannot switch to the other pool in one edit: remove spec.failover first (the users fail back), then fail the other pool over, as Lync requires"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.failover) || oldSelf.failover.mode == 'Rehearsal' || !has(self.failover) || self.failover.mode != 'Rehearsal'",message="spec.failover.mode cannot become Rehearsal once users were failed over: remove spec.failover to fail back first"
+// +kubebuilder:validation:XValidation:rule="!has(self.failover) || !has(self.topology) || !has(self.topology.publishedBy) || self.topology.publishedBy != 'Administrator' || self.failover.mode == 'Rehearsal'",message="spec.failover needs spec.topology.publishedBy Operator: with Administrator the operator writes nothing to Lync; fail over with Invoke-CsPoolFailOver yourself"
 // +kubebuilder:validation:XValidation:rule="!has(self.primary.servers) || !has(self.backup.servers) || !self.primary.servers.exists(s, self.backup.servers.exists(t, t.fqdn == s.fqdn))",message="a Front End server cannot be listed in both spec.primary.servers and spec.backup.servers"
 type PoolPairSpec struct {
 	// Primary is one of the two pools. "Primary" only names a side: the pairing is reciprocal, each pool backs up the other. Required.
@@ -130,6 +143,10 @@ type PoolPairSpec struct {
 	// +optional
 	// +kubebuilder:default=Retain
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// Failover declares that the users of one pool of the pair are served by its partner: the administrator's decision, one reviewable line. The operator then runs Microsoft's procedure in order on a Front End of the surviving pool, each step once: it fails the Central Management store over first when the failed pool hosts it, moves (or names) Edge pools whose next hop is the failed pool, then runs Invoke-CsPoolFailOver. Removing it fails the users back (Invoke-CsPoolFailBack). It cannot switch to the other pool in one edit. Default: none (nothing fails over by itself).
+	// +optional
+	Failover *FailoverSpec `json:"failover,omitempty"`
 
 	// Suspend pauses the operator for this pair: nothing is observed or started until it is false again. An operation already running on an agent finishes there. Default: false.
 	// +optional
@@ -195,6 +212,126 @@ type TopologySpec struct {
 	// +optional
 	// +kubebuilder:default=Operator
 	PublishedBy TopologyPublisher `json:"publishedBy,omitempty"`
+}
+
+// FailoverMode says how a failover is carried out.
+// +kubebuilder:validation:Enum=Planned;Disaster;Rehearsal
+type FailoverMode string
+
+const (
+	// FailoverPlanned: both pools answer and the pair is Synced; no data is lost.
+	FailoverPlanned FailoverMode = "Planned"
+	// FailoverDisaster: the failed pool does not answer (Invoke-CsPoolFailOver -DisasterMode; the
+	// Central Management store with -Force). Allowed with a stale backup: status says how stale.
+	FailoverDisaster FailoverMode = "Disaster"
+	// FailoverRehearsal moves no user: every guard and read-only check runs, and the failover
+	// cmdlets run with -WhatIf; status says what a real failover would do and how long it took.
+	FailoverRehearsal FailoverMode = "Rehearsal"
+)
+
+// FailoverSpec says which pool's users are failed over to its partner, and how.
+type FailoverSpec struct {
+	// Pool is the pool whose users move to its partner (the failed pool): spec.primary.fqdn or spec.backup.fqdn. Required.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Pool string `json:"pool"`
+
+	// Mode is Planned (both pools answer and the pair is Synced), Disaster (the failed pool does not answer: -DisasterMode, allowed with a stale backup) or Rehearsal (nothing moves: the guards, the reads and the cmdlets with -WhatIf). Required.
+	// +required
+	Mode FailoverMode `json:"mode"`
+
+	// MoveEdgeNextHop lets the operator point Edge pools whose next hop is the failed pool at the surviving pool (Set-CsEdgeServer -Registrar) before the failover. Default: false: the operator names them with the command to run, and waits until it is done.
+	// +optional
+	MoveEdgeNextHop bool `json:"moveEdgeNextHop,omitempty"`
+}
+
+// FailoverPhase is where a declared failover stands.
+type FailoverPhase string
+
+const (
+	FailoverPhaseRehearsing     FailoverPhase = "Rehearsing"
+	FailoverPhaseRehearsed      FailoverPhase = "Rehearsed"
+	FailoverPhaseFailingOver    FailoverPhase = "FailingOver"
+	FailoverPhaseFailedOver     FailoverPhase = "FailedOver"
+	FailoverPhaseFailingBack    FailoverPhase = "FailingBack"
+	FailoverPhaseFailedBack     FailoverPhase = "FailedBack"
+	FailoverPhaseRefused        FailoverPhase = "Refused"
+	FailoverPhaseOutcomeUnknown FailoverPhase = "OutcomeUnknown"
+)
+
+// Failover step names, in Microsoft's order.
+const (
+	FailoverStepCMS      = "CentralManagementStore"
+	FailoverStepEdge     = "EdgeNextHop"
+	FailoverStepPool     = "PoolFailover"
+	FailoverStepFailback = "PoolFailback"
+)
+
+// FailoverStepStatus is one step of a failover or failback.
+type FailoverStepStatus struct {
+	// Name is CentralManagementStore, EdgeNextHop, PoolFailover or PoolFailback.
+	Name string `json:"name"`
+	// State is Pending, Running, Succeeded (its effect verified; for a rehearsal, the -WhatIf run succeeded), Skipped (nothing to do, with why) or Failed.
+	State string `json:"state"`
+	// Message says what the step did, found or would do.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// +optional
+	Started *metav1.Time `json:"started,omitempty"`
+	// +optional
+	Finished *metav1.Time `json:"finished,omitempty"`
+}
+
+// FailoverStatus is the last failover, rehearsal or failback the operator carried out or is carrying out.
+type FailoverStatus struct {
+	// Pool is the failed pool; SurvivingPool serves its users.
+	Pool          string `json:"pool"`
+	SurvivingPool string `json:"survivingPool"`
+	// Mode is the declared mode.
+	Mode FailoverMode `json:"mode"`
+	// Phase: Rehearsing, Rehearsed, FailingOver, FailedOver, FailingBack, FailedBack, Refused (a guard refused: see the Stalled condition) or OutcomeUnknown (a failover cmdlet may or may not have run: see the Stalled condition).
+	Phase FailoverPhase `json:"phase"`
+	// Message says why the failover was refused, or what a rehearsal found.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Generation is the PoolPair generation whose spec.failover was last judged: a refused failover is judged again when the spec changes, or with the requested-at annotation.
+	// +optional
+	Generation int64 `json:"generation,omitempty"`
+	// Serving says who serves the failed pool's users, as last observed, such as "pool01.contoso.com users on pool02.contoso.com".
+	// +optional
+	Serving string `json:"serving,omitempty"`
+	// DeclaredTime is when the operator first saw the declaration (or, failing back, its removal).
+	DeclaredTime metav1.Time `json:"declaredTime"`
+	// CompletedTime is when the failover (or failback, or rehearsal) was verified.
+	// +optional
+	CompletedTime *metav1.Time `json:"completedTime,omitempty"`
+	// RecoveryTime is from the declaration to the verified failover (for a rehearsal: the time its steps took), compared in the Ready message with Microsoft's targets (Lync Server 2013: 30m; Skype for Business Server: 15-20m).
+	// +optional
+	RecoveryTime *metav1.Duration `json:"recoveryTime,omitempty"`
+	// DataLossWindow is how long before the declaration both backup directions were last healthy: the user data changed in that window may not be on the surviving pool. Zero when both were healthy; absent when unknown.
+	// +optional
+	DataLossWindow *metav1.Duration `json:"dataLossWindow,omitempty"`
+	// CMSPool is the pool that hosts the active Central Management store, as last observed.
+	// +optional
+	CMSPool string `json:"cmsPool,omitempty"`
+	// EdgeCommands are the commands that move Edge pools' next hop off the failed pool, when the operator does not run them (spec.failover.moveEdgeNextHop false).
+	// +optional
+	EdgeCommands []string `json:"edgeCommands,omitempty"`
+	// Steps are the procedure's steps, in order.
+	// +optional
+	Steps []FailoverStepStatus `json:"steps,omitempty"`
+	// Operation is the failover step in flight, run on a Front End of the surviving pool.
+	// +optional
+	Operation *OperationStatus `json:"operation,omitempty"`
+	// LastOperation is the last failover step that finished.
+	// +optional
+	LastOperation *OperationStatus `json:"lastOperation,omitempty"`
+	// FailedAttempts counts failures of failover steps. A failover cmdlet is never retried on its own: a failure stalls the pair until the requested-at annotation asks again.
+	// +optional
+	FailedAttempts int32 `json:"failedAttempts,omitempty"`
+	// LastFailureTime is when a failover step last failed.
+	// +optional
+	LastFailureTime *metav1.MicroTime `json:"lastFailureTime,omitempty"`
 }
 
 // Lync's defaults for the voice failover detection intervals (Set-CsRegistrar): used when
@@ -349,6 +486,10 @@ type PoolPairStatus struct {
 	// +optional
 	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
 
+	// Failover is the last failover, rehearsal or failback declared with spec.failover.
+	// +optional
+	Failover *FailoverStatus `json:"failover,omitempty"`
+
 	// NextSteps are documented steps of the procedure that are the administrator's, never the operator's (re-applying a cumulative update after Bootstrapper on Skype for Business Server, installing the standby Central Management database on a Standard Edition server), each with the command to run.
 	// +optional
 	NextSteps []string `json:"nextSteps,omitempty"`
@@ -485,6 +626,9 @@ type OperationStatus struct {
 	// Retryable is false on a failure that the same request would meet again (permission denied, refused parameters, not found): the pair stalls at once instead of retrying.
 	// +optional
 	Retryable bool `json:"retryable,omitempty"`
+	// OutcomeUnknown is true on a failure after which the agent cannot tell whether the step took effect (it stopped or timed out while the cmdlet ran).
+	// +optional
+	OutcomeUnknown bool `json:"outcomeUnknown,omitempty"`
 	// EffectNotObserved is set on a step that succeeded but whose effect was not observed when the step was needed again; it counted as a failure for the retry backoff.
 	// +optional
 	EffectNotObserved bool `json:"effectNotObserved,omitempty"`

@@ -475,3 +475,64 @@ func TestRulesAcceptWhatThePatternsAccepted(t *testing.T) {
 		}
 	}
 }
+
+// TestFailoverDeclarationRules: spec.failover names one of the pair's pools, cannot switch to the
+// other pool in one edit (Lync requires a failback first), cannot turn a real failover into a
+// rehearsal, and needs an operator-published topology unless it is a rehearsal.
+func TestFailoverDeclarationRules(t *testing.T) {
+	requireAPIServer(t)
+	ctx := context.Background()
+	third := validPair("failover-third")
+	third.Spec.Failover = &drv1alpha1.FailoverSpec{Pool: "pool03.contoso.com", Mode: drv1alpha1.FailoverPlanned}
+	err := k8s.Create(ctx, third)
+	if want := "spec.failover.pool must be spec.primary.fqdn or spec.backup.fqdn: the pool whose users move to its partner"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("a failover of a third pool: %v; want %q", err, want)
+	}
+	admin := validPair("failover-admin")
+	admin.Spec.Topology.PublishedBy = drv1alpha1.TopologyPublishedByAdministrator
+	admin.Spec.Failover = &drv1alpha1.FailoverSpec{Pool: "pool01.contoso.com", Mode: drv1alpha1.FailoverDisaster}
+	err = k8s.Create(ctx, admin)
+	if want := "spec.failover needs spec.topology.publishedBy Operator"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("a failover with publishedBy Administrator: %v; want %q", err, want)
+	}
+	admin.Spec.Failover.Mode = drv1alpha1.FailoverRehearsal
+	if err := k8s.Create(ctx, admin); err != nil {
+		t.Errorf("a rehearsal with publishedBy Administrator was refused: %v", err)
+	} else {
+		t.Cleanup(func() { _ = k8s.Delete(ctx, admin) })
+	}
+
+	pp := validPair("failover-edits")
+	pp.Spec.Failover = &drv1alpha1.FailoverSpec{Pool: "pool01.contoso.com", Mode: drv1alpha1.FailoverPlanned}
+	if err := k8s.Create(ctx, pp); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(ctx, pp) })
+	for _, tc := range []struct {
+		name   string
+		mutate func(*drv1alpha1.FailoverSpec)
+		want   string
+	}{
+		{"switch pools", func(f *drv1alpha1.FailoverSpec) { f.Pool = "pool02.contoso.com" },
+			"spec.failover.pool cannot switch to the other pool in one edit: remove spec.failover first (the users fail back), then fail the other pool over, as Lync requires"},
+		{"turn into a rehearsal", func(f *drv1alpha1.FailoverSpec) { f.Mode = drv1alpha1.FailoverRehearsal },
+			"spec.failover.mode cannot become Rehearsal once users were failed over: remove spec.failover to fail back first"},
+		{"unknown mode", func(f *drv1alpha1.FailoverSpec) { f.Mode = "Now" }, `spec.failover.mode: Unsupported value: "Now"`},
+	} {
+		changed := pp.DeepCopy()
+		tc.mutate(changed.Spec.Failover)
+		if err := k8s.Update(ctx, changed); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want %q", tc.name, err, tc.want)
+		}
+	}
+	// Planned to Disaster (the pool went down meanwhile) and removal (failback) are fine.
+	disaster := pp.DeepCopy()
+	disaster.Spec.Failover.Mode = drv1alpha1.FailoverDisaster
+	if err := k8s.Update(ctx, disaster); err != nil {
+		t.Fatalf("Planned to Disaster: %v", err)
+	}
+	disaster.Spec.Failover = nil
+	if err := k8s.Update(ctx, disaster); err != nil {
+		t.Errorf("removing spec.failover: %v", err)
+	}
+}

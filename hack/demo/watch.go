@@ -104,6 +104,7 @@ func (d *demo) tips() {
 	abs := func(p string) string { return filepath.Join(d.root, p) }
 	simctl := fmt.Sprintf("bin/lync-agent simctl --admin https://127.0.0.1:%d --tls-dir %s/certs", simAdminPort, demoDir)
 	server := d.sample.Spec.Primary.Servers[0].FQDN
+	primary, backup := d.sample.Spec.Primary.FQDN, d.sample.Spec.Backup.FQDN
 	lines := []string{
 		"",
 		"The pools are paired and backed up both ways. The demo keeps running until Ctrl-C;",
@@ -118,6 +119,24 @@ func (d *demo) tips() {
 		"  # stop the backup service on one server, then watch the operator heal it:",
 		"  " + simctl + " stop-service " + server,
 		"  kubectl get pp -w",
+		"",
+		"  # rehearse a failover of " + primary + " (nothing moves; status.failover says what a failover would do):",
+		"  kubectl patch pp " + d.pair.Name + " --type merge -p '{\"spec\":{\"failover\":{\"pool\":\"" + primary + "\",\"mode\":\"Rehearsal\",\"moveEdgeNextHop\":true}}}'",
+		"  kubectl get pp " + d.pair.Name + " -o jsonpath='{.status.failover}'; echo",
+		"  kubectl patch pp " + d.pair.Name + " --type json -p '[{\"op\":\"remove\",\"path\":\"/spec/failover\"}]'",
+		"",
+		"  # fail " + primary + " over for real (planned: CMS first, the Edge pool's next hop, then its users), then back:",
+		"  kubectl patch pp " + d.pair.Name + " --type merge -p '{\"spec\":{\"failover\":{\"pool\":\"" + primary + "\",\"mode\":\"Planned\",\"moveEdgeNextHop\":true}}}'",
+		"  kubectl get pp -w                      # PHASE FailingOver, FailedOver; SERVING " + primary + " users on " + backup,
+		"  kubectl patch pp " + d.pair.Name + " --type json -p '[{\"op\":\"remove\",\"path\":\"/spec/failover\"}]'   # fail back",
+		"",
+		"  # a disaster: " + backup + " stops answering, and only mode Disaster is accepted:",
+		"  " + simctl + " pool-unreachable " + backup + " true",
+		"  kubectl patch pp " + d.pair.Name + " --type merge -p '{\"spec\":{\"failover\":{\"pool\":\"" + backup + "\",\"mode\":\"Disaster\"}}}'",
+		"  kubectl describe pp " + d.pair.Name + "             # FailedOver, recovery time, data-loss window",
+		"  " + simctl + " failover-state      # who serves whom, where the CMS is, the Edge pool's next hop",
+		"  " + simctl + " pool-unreachable " + backup + " false",
+		"  kubectl patch pp " + d.pair.Name + " --type json -p '[{\"op\":\"remove\",\"path\":\"/spec/failover\"}]'   # fail back once it answers",
 		"",
 		"  # delete the pair: deletionPolicy Unpair removes the pairing from the topology first",
 		"  kubectl delete pp " + d.pair.Name,

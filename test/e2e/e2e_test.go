@@ -135,6 +135,24 @@ func (h *harness) testPairInspectUnpair(t *testing.T) {
 		}
 	}
 
+	// A failover round trip, declared with kubectl: pool01 (which hosts the CMS and is the Edge
+	// pool's next hop) to pool02, then back.
+	h.kube(t, "patch", "pp", name, "-n", testNamespace, "--type", "merge", "-p",
+		`{"spec":{"failover":{"pool":"pool01.contoso.com","mode":"Planned","moveEdgeNextHop":true}}}`)
+	h.kube(t, "wait", "--for=jsonpath={.status.phase}=FailedOver", "poolpair/"+name, "-n", testNamespace, "--timeout=120s")
+	h.kube(t, "wait", "--for=condition=Ready", "poolpair/"+name, "-n", testNamespace, "--timeout=30s")
+	expectTable(t, h.kube(t, "get", "pp", name, "-n", testNamespace), []string{"NAME", "PHASE", "READY", "SERVING"},
+		[]string{name, "FailedOver", "True", "pool01.contoso.com users on pool02.contoso.com"})
+	h.kube(t, "patch", "pp", name, "-n", testNamespace, "--type", "json", "-p", `[{"op":"remove","path":"/spec/failover"}]`)
+	h.kube(t, "wait", "--for=jsonpath={.status.failover.phase}=FailedBack", "poolpair/"+name, "-n", testNamespace, "--timeout=120s")
+	h.kube(t, "wait", "--for=condition=Ready", "poolpair/"+name, "-n", testNamespace, "--timeout=120s")
+	describe = h.kube(t, "describe", "poolpair", name, "-n", testNamespace)
+	for _, event := range []string{"FailoverDeclared", "FailoverCMSSucceeded", "MoveEdgeNextHopSucceeded", "FailoverPoolSucceeded", "FailedOver", "FailbackPoolSucceeded", "FailedBack"} {
+		if !regexp.MustCompile(`(?m)^\s+Normal\s+` + event + `\s`).MatchString(describe) {
+			t.Errorf("kubectl describe shows no %s event:\n%s", event, describe)
+		}
+	}
+
 	// deletionPolicy: Unpair. kubectl delete waits until the finalizer is gone.
 	h.kube(t, "delete", "pp", name, "-n", testNamespace, "--timeout=60s")
 	if _, err := h.kubectl.Run(context.Background(), "get", "pp", name, "-n", testNamespace); err == nil || !strings.Contains(err.Error(), "NotFound") {
