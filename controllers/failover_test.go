@@ -13,7 +13,6 @@ import (
 
 	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
 	"github.com/lync-dr/poolpair-operator/internal/conditions"
-	"github.com/lync-dr/poolpair-operator/internal/lync"
 	"github.com/lync-dr/poolpair-operator/internal/protocol"
 )
 
@@ -376,7 +375,7 @@ func TestFailbackOutsideTheOperatorIsReportedNotUndone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.(lync.Failover).FailbackPool(context.Background(), pool02, false); err != nil {
+	if _, err := b.FailbackPool(context.Background(), pool02, false); err != nil {
 		t.Fatalf("failing back by hand: %v", err)
 	}
 	poke(t, ns, "drift")

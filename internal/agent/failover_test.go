@@ -282,17 +282,6 @@ func TestFailoverInterruptedByARestart(t *testing.T) {
 	}
 }
 
-// plainBackend is a lync.Backend without lync.Failover.
-type plainBackend struct{ lync.Backend }
-
-func TestFailoverNeedsABackendThatHasIt(t *testing.T) {
-	h := &Handler{backend: plainBackend{newFake()}}
-	_, err := h.performFailover(context.Background(), protocol.KindFailoverPool, &protocol.PoolFailoverParams{PoolFQDN: "pool01.contoso.com"})
-	if !errors.Is(err, lync.ErrConflict) || !strings.Contains(err.Error(), "does not implement failover") {
-		t.Errorf("FailoverPool on a backend without failover: %v", err)
-	}
-}
-
 // TestFailoverTimeout: a failover step that outlives its time limit is Failed with its outcome
 // unknown: the cmdlet may still be running.
 func TestFailoverTimeout(t *testing.T) {

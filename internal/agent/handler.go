@@ -285,12 +285,10 @@ func (h *Handler) server(w http.ResponseWriter, r *http.Request) {
 		srv.BootTime = &boot
 	}
 	srv.RebootPending = rebootPending(last, srv.BootTime)
-	if f, ok := h.backend.(lync.Failover); ok {
-		if fe, err := f.FrontEndService(r.Context()); err != nil {
-			h.log.Info("cannot read the Front End service", "err", err)
-		} else {
-			srv.FrontEnd = fe
-		}
+	if fe, err := h.backend.FrontEndService(r.Context()); err != nil {
+		h.log.Info("cannot read the Front End service", "err", err)
+	} else {
+		srv.FrontEnd = fe
 	}
 	writeJSON(w, http.StatusOK, srv)
 }

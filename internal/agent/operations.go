@@ -482,12 +482,9 @@ func (h *Handler) perform(ctx context.Context, kind protocol.OperationKind, para
 	return "", nil, fmt.Errorf("unknown operation kind %q", kind)
 }
 
-// performFailover runs a failover step on a backend that implements lync.Failover.
+// performFailover runs a failover step.
 func (h *Handler) performFailover(ctx context.Context, kind protocol.OperationKind, params any) (string, error) {
-	f, ok := h.backend.(lync.Failover)
-	if !ok {
-		return "", fmt.Errorf("%w: this agent's backend cannot run %s: it does not implement failover", lync.ErrConflict, kind)
-	}
+	f := h.backend
 	switch p := params.(type) {
 	case *protocol.FailoverCMSParams:
 		return f.FailoverCMS(ctx, p.ToPoolFQDN, p.Disaster, p.WhatIf)

@@ -65,6 +65,19 @@ func (b *backend) PairPools(ctx context.Context, _ protocol.PairPoolsParams) err
 	return b.wait(ctx)
 }
 func (b *backend) Unpair(ctx context.Context, _ protocol.UnpairParams) error { return b.wait(ctx) }
+func (b *backend) FailoverCMS(ctx context.Context, _ string, _, _ bool) (string, error) {
+	return "", b.wait(ctx)
+}
+func (b *backend) MoveEdgeNextHop(ctx context.Context, _, _ string, _ bool) (string, error) {
+	return "", b.wait(ctx)
+}
+func (b *backend) FailoverPool(ctx context.Context, _ string, _, _ bool) (string, error) {
+	return "", b.wait(ctx)
+}
+func (b *backend) FailbackPool(ctx context.Context, _ string, _ bool) (string, error) {
+	return "", b.wait(ctx)
+}
+func (b *backend) FrontEndService(context.Context) (string, error) { return protocol.ServiceRunning, nil }
 func (b *backend) Bootstrap(ctx context.Context) (lync.BootstrapResult, error) {
 	return lync.BootstrapResult{Succeeded: true}, b.wait(ctx)
 }

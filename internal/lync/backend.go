@@ -52,6 +52,8 @@ type BootstrapResult struct {
 // often; writes are idempotent where Lync allows it (Bootstrapper, Start-CsWindowsService and
 // Invoke-CsBackupServiceSync are safe to repeat). Every method honours ctx cancellation.
 type Backend interface {
+	// Failover: the steps of a declared failover, and their reads.
+	Failover
 	Identity(ctx context.Context) (Identity, error)
 	// Pool reads one pool's topology facts and its backup relationship (Get-CsPool,
 	// Get-CsPoolBackupRelationship). ErrNotFound when the pool is not in the topology.
