@@ -77,7 +77,9 @@ func (b *backend) FailoverPool(ctx context.Context, _ string, _, _ bool) (string
 func (b *backend) FailbackPool(ctx context.Context, _ string, _ bool) (string, error) {
 	return "", b.wait(ctx)
 }
-func (b *backend) FrontEndService(context.Context) (string, error) { return protocol.ServiceRunning, nil }
+func (b *backend) FrontEndService(context.Context) (string, error) {
+	return protocol.ServiceRunning, nil
+}
 func (b *backend) Bootstrap(ctx context.Context) (lync.BootstrapResult, error) {
 	return lync.BootstrapResult{Succeeded: true}, b.wait(ctx)
 }
