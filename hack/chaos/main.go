@@ -20,7 +20,10 @@
 // Environment:
 //
 //	CHAOS_RUNS=10          how many runs
-//	CHAOS_MODE=manager     manager: kill the manager; agents: also restart Front End agents
+//	CHAOS_MODE=manager     manager: kill the manager; agents: also restart Front End agents;
+//	                       failover: once Synced, fail pool01 over (planned: CMS, Edge next hop,
+//	                       pool) and back, killing the manager throughout; every failover cmdlet
+//	                       must run exactly once
 //	CHAOS_SEED=<number>    the random seed (default: time-based, printed so a run can be repeated)
 package main
 
@@ -53,7 +56,7 @@ const (
 
 type settings struct {
 	runs int
-	mode string // "manager" or "agents"
+	mode string // "manager", "agents" or "failover"
 	seed uint64
 }
 
@@ -88,8 +91,8 @@ func readSettings() (settings, error) {
 		s.runs = n
 	}
 	if v := os.Getenv("CHAOS_MODE"); v != "" {
-		if v != "manager" && v != "agents" {
-			return s, fmt.Errorf("CHAOS_MODE=%q: want manager or agents", v)
+		if v != "manager" && v != "agents" && v != "failover" {
+			return s, fmt.Errorf("CHAOS_MODE=%q: want manager, agents or failover", v)
 		}
 		s.mode = v
 	}

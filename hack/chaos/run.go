@@ -78,6 +78,8 @@ type run struct {
 	events    *os.File
 	created   time.Time
 	res       result
+	// goal is what the pair must reach besides Synced (a failover leg); nil: Synced.
+	goal func(*drv1alpha1.PoolPair) bool
 }
 
 func (h *harness) runOnce(ctx context.Context, i int) result {
@@ -94,8 +96,44 @@ func (h *harness) runOnce(ctx context.Context, i int) result {
 	}
 	r.inject(ctx)
 	r.converge(ctx)
+	if r.mode == "failover" && r.res.converged {
+		r.failoverRoundTrip(ctx)
+	}
 	r.check(ctx)
 	return r.res
+}
+
+// failoverRoundTrip declares a planned failover of the first pool (which hosts the CMS and is the
+// Edge pool's next hop), kills the manager at random moments until it is failed over, then
+// removes the declaration and does the same until it is failed back and synced again.
+func (r *run) failoverRoundTrip(ctx context.Context) {
+	pool := r.tmpl.pools[0].fqdn
+	for _, leg := range []struct {
+		name  string
+		patch string
+		done  func(*drv1alpha1.PoolPair) bool
+	}{
+		{"failed over", fmt.Sprintf(`{"spec":{"failover":{"pool":%q,"mode":"Planned","moveEdgeNextHop":true}}}`, pool),
+			func(pp *drv1alpha1.PoolPair) bool { return pp.Status.Phase == drv1alpha1.PhaseFailedOver }},
+		{"failed back and synced", `{"spec":{"failover":null}}`, func(pp *drv1alpha1.PoolPair) bool {
+			return pp.Status.Failover != nil && pp.Status.Failover.Phase == drv1alpha1.FailoverPhaseFailedBack && localrun.ProgressOf(pp).Synced()
+		}},
+	} {
+		pp := &drv1alpha1.PoolPair{ObjectMeta: metav1.ObjectMeta{Name: r.key.Name, Namespace: r.key.Namespace}}
+		if err := r.client.Patch(ctx, pp, client.RawPatch(types.MergePatchType, []byte(leg.patch))); err != nil {
+			r.res.failure = indent("declaring the failover leg " + leg.name + ": " + err.Error())
+			r.res.converged = false
+			return
+		}
+		r.event("patched %s; waiting until %s", leg.patch, leg.name)
+		r.res.converged = false
+		r.goal = leg.done
+		r.inject(ctx)
+		r.converge(ctx)
+		if !r.res.converged {
+			return
+		}
+	}
 }
 
 // start writes the run's deployment, starts the sim and the manager and creates the PoolPair.
@@ -191,10 +229,14 @@ func (r *run) createPoolPair(ctx context.Context, listen map[string]string) erro
 }
 
 // inject kills the manager (and in agents mode restarts Front End agents) at random moments until
-// the faults are used up or the pair is synced.
+// the faults are used up or the pair reached its goal (synced, or a failover leg).
 func (r *run) inject(ctx context.Context) {
 	agents := r.mode == "agents"
-	for r.res.kills < maxKills || agents && r.res.restarts < maxRestarts {
+	// Each call (in failover mode, each leg) has its own budget of faults.
+	kills0, restarts0 := r.res.kills, r.res.restarts
+	killsLeft := func() bool { return r.res.kills-kills0 < maxKills }
+	restartsLeft := func() bool { return r.res.restarts-restarts0 < maxRestarts }
+	for killsLeft() || agents && restartsLeft() {
 		wait := faultMin + time.Duration(r.rng.Int64N(int64(faultMax-faultMin)))
 		if r.poll(ctx, wait) {
 			return
@@ -203,8 +245,7 @@ func (r *run) inject(ctx context.Context) {
 		if synced {
 			return
 		}
-		killManager := !agents || r.res.restarts >= maxRestarts ||
-			r.res.kills < maxKills && r.rng.IntN(2) == 0
+		killManager := !agents || !restartsLeft() || killsLeft() && r.rng.IntN(2) == 0
 		if killManager {
 			r.res.kills++
 			r.event("kill -9 the manager (kill %d) while %s", r.res.kills, now)
@@ -388,11 +429,15 @@ func (r *run) observe(ctx context.Context) (progress string, synced bool) {
 		return fmt.Sprintf("(cannot read the poolpair: %v)", err), false
 	}
 	p := localrun.ProgressOf(&pp)
-	if p.Synced() && !r.res.converged {
-		r.res.converged, r.res.elapsed = true, time.Since(r.created)
-		r.event("synced: %s", p)
+	reached := p.Synced()
+	if r.goal != nil {
+		reached = r.goal(&pp)
 	}
-	return p.String(), p.Synced()
+	if reached && !r.res.converged {
+		r.res.converged, r.res.elapsed = true, time.Since(r.created)
+		r.event("reached: %s", p)
+	}
+	return p.String(), reached
 }
 
 func (r *run) event(format string, args ...any) {
