@@ -3,16 +3,16 @@ package agent
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 	"weak"
+
+	"github.com/lync-dr/poolpair-operator/internal/certinfo"
 )
 
 // ServerTLSConfig is the agent's TLS configuration: TLS 1.2 or later, a client certificate signed
@@ -40,7 +40,7 @@ func ServerTLSConfig(certPEM, keyPEM, clientCAPEM []byte, allowedClients []strin
 	var caNames []string
 	for _, ca := range cas {
 		v.roots.AddCert(ca)
-		caNames = append(caNames, fmt.Sprintf("%q", dn(ca.Subject)))
+		caNames = append(caNames, fmt.Sprintf("%q", certinfo.Name(ca.Subject)))
 	}
 	v.caNames = strings.Join(caNames, ", ")
 	var listed []string
@@ -77,10 +77,10 @@ func checkServerCert(cert tls.Certificate) error {
 			return fmt.Errorf("agent TLS: server certificate (--tls-cert): %w", err)
 		}
 	}
-	if !allowsUsage(leaf, x509.ExtKeyUsageServerAuth) {
+	if !certinfo.AllowsUsage(leaf, x509.ExtKeyUsageServerAuth) {
 		return fmt.Errorf("agent TLS: server certificate (--tls-cert) %s lacks the Server Authentication extended key usage (it has %s): "+
 			"the operator refuses it; issue it from a template with Server Authentication (1.3.6.1.5.5.7.3.1), such as Web Server",
-			describeCert(leaf), usageNames(leaf))
+			certinfo.Describe(leaf), certinfo.UsageNames(leaf))
 	}
 	return nil
 }
@@ -103,7 +103,7 @@ func parseClientCAs(data []byte) ([]*x509.Certificate, error) {
 		// A version 1 certificate has no basic constraints at all: old roots are like that.
 		if !c.IsCA && c.Version >= 3 {
 			return nil, fmt.Errorf("agent TLS: client CA (--client-ca): certificate %s is not a CA certificate (its basic constraints do not say CA): "+
-				"--client-ca takes the certificate of the CA that issues the operator's client certificate, not a client certificate", describeCert(c))
+				"--client-ca takes the certificate of the CA that issues the operator's client certificate, not a client certificate", certinfo.Describe(c))
 		}
 		cas = append(cas, c)
 	}
@@ -184,7 +184,7 @@ func (v *clientVerifier) verifyChain(certs []*x509.Certificate) error {
 
 // explain turns a verification error into what is wrong with which certificate and what to do.
 func (v *clientVerifier) explain(leaf *x509.Certificate, now time.Time, err error) error {
-	who := "client certificate " + describeCert(leaf)
+	who := "client certificate " + certinfo.Describe(leaf)
 	var invalid x509.CertificateInvalidError
 	var unknown x509.UnknownAuthorityError
 	switch {
@@ -192,22 +192,22 @@ func (v *clientVerifier) explain(leaf *x509.Certificate, now time.Time, err erro
 		c := invalid.Cert
 		subject := who
 		if !c.Equal(leaf) {
-			subject = fmt.Sprintf("%s: the CA certificate %s in its chain", who, describeCert(c))
+			subject = fmt.Sprintf("%s: the CA certificate %s in its chain", who, certinfo.Describe(c))
 		}
 		switch invalid.Reason {
 		case x509.Expired:
 			if now.Before(c.NotBefore) {
-				return fmt.Errorf("%s is not valid before %s: check the clocks of this server and of the client", subject, stamp(c.NotBefore))
+				return fmt.Errorf("%s is not valid before %s: check the clocks of this server and of the client", subject, certinfo.Date(c.NotBefore))
 			}
-			return fmt.Errorf("%s expired on %s: issue a new one from the CA in --client-ca", subject, stamp(c.NotAfter))
+			return fmt.Errorf("%s expired on %s: issue a new one from the CA in --client-ca", subject, certinfo.Date(c.NotAfter))
 		case x509.IncompatibleUsage:
-			if allowsUsage(leaf, x509.ExtKeyUsageClientAuth) {
+			if certinfo.AllowsUsage(leaf, x509.ExtKeyUsageClientAuth) {
 				return fmt.Errorf("%s: a CA certificate in its chain does not allow Client Authentication (extended key usage): issue it from a CA that may issue client certificates", who)
 			}
 			return fmt.Errorf("%s lacks the Client Authentication extended key usage (it has %s): issue it from a template with Client Authentication (1.3.6.1.5.5.7.3.2)",
-				who, usageNames(leaf))
+				who, certinfo.UsageNames(leaf))
 		case x509.NotAuthorizedToSign:
-			return fmt.Errorf("%s is not signed by a CA: %s is not a CA certificate", who, describeCert(c))
+			return fmt.Errorf("%s is not signed by a CA: %s is not a CA certificate", who, certinfo.Describe(c))
 		}
 	case errors.As(err, &unknown):
 		return fmt.Errorf("%s is not signed by the CA in --client-ca (%s): issue it from that CA, or give --client-ca the CA that issued it "+
@@ -229,10 +229,10 @@ func (v *clientVerifier) checkAllowed(leaf *x509.Certificate) error {
 	}
 	if len(leaf.DNSNames) == 0 {
 		return fmt.Errorf("client certificate %s is not in --allowed-clients (%s): add %q there if this client may use the agent",
-			describeCert(leaf), v.allowedList, leaf.Subject.CommonName)
+			certinfo.Describe(leaf), v.allowedList, leaf.Subject.CommonName)
 	}
 	return fmt.Errorf("client certificate %s is not in --allowed-clients (%s) by its common name or its DNS names (%s): "+
-		"add one of them there if this client may use the agent", describeCert(leaf), v.allowedList, strings.Join(leaf.DNSNames, ", "))
+		"add one of them there if this client may use the agent", certinfo.Describe(leaf), v.allowedList, strings.Join(leaf.DNSNames, ", "))
 }
 
 // verified holds the client certificates verifyConnection passed, by identity: the
@@ -265,69 +265,3 @@ func verifiedClient(cs *tls.ConnectionState) (string, bool) {
 	}
 	return leaf.Subject.CommonName, true
 }
-
-// allowsUsage reports whether c may be used for usage: no extended key usage at all (no
-// restriction), usage itself, or any.
-func allowsUsage(c *x509.Certificate, usage x509.ExtKeyUsage) bool {
-	if len(c.ExtKeyUsage) == 0 && len(c.UnknownExtKeyUsage) == 0 {
-		return true
-	}
-	return slices.Contains(c.ExtKeyUsage, usage) || slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny)
-}
-
-// usageNames lists a certificate's extended key usages as Windows names them.
-func usageNames(c *x509.Certificate) string {
-	var out []string
-	for _, u := range c.ExtKeyUsage {
-		switch u {
-		case x509.ExtKeyUsageServerAuth:
-			out = append(out, "Server Authentication")
-		case x509.ExtKeyUsageClientAuth:
-			out = append(out, "Client Authentication")
-		case x509.ExtKeyUsageCodeSigning:
-			out = append(out, "Code Signing")
-		case x509.ExtKeyUsageEmailProtection:
-			out = append(out, "Secure Email")
-		case x509.ExtKeyUsageTimeStamping:
-			out = append(out, "Time Stamping")
-		case x509.ExtKeyUsageOCSPSigning:
-			out = append(out, "OCSP Signing")
-		default:
-			out = append(out, fmt.Sprintf("extended key usage #%d", u))
-		}
-	}
-	for _, oid := range c.UnknownExtKeyUsage {
-		out = append(out, oid.String())
-	}
-	if len(out) == 0 {
-		return "none"
-	}
-	return strings.Join(out, ", ")
-}
-
-// describeCert names a certificate for a message: `"CN=fe01" (issued by "CN=Contoso CA", serial 1a2b)`.
-func describeCert(c *x509.Certificate) string {
-	return fmt.Sprintf("%q (issued by %q, serial %s)", dn(c.Subject), dn(c.Issuer), serialHex(c))
-}
-
-// dn is a name's common name as "CN=...", or the whole distinguished name when it has none.
-func dn(n pkix.Name) string {
-	if n.CommonName != "" {
-		return "CN=" + n.CommonName
-	}
-	if s := n.String(); s != "" {
-		return s
-	}
-	return "(empty name)"
-}
-
-// serialHex is the serial number in hexadecimal, as Windows shows it.
-func serialHex(c *x509.Certificate) string {
-	if c.SerialNumber == nil {
-		return "unknown"
-	}
-	return fmt.Sprintf("%x", c.SerialNumber.Bytes())
-}
-
-// stamp is a certificate date in messages.
-func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }

@@ -2,7 +2,6 @@ package agentclient
 
 import (
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/lync-dr/poolpair-operator/internal/certinfo"
 )
 
 // TLSError is a TLS handshake with an agent that failed over a certificate: the agent's, which
@@ -40,7 +41,7 @@ func newTLSIdentity(own *x509.Certificate, caPEM []byte) tlsIdentity {
 		if c == nil {
 			break
 		}
-		id.cas = append(id.cas, dn(c.Subject))
+		id.cas = append(id.cas, certinfo.Name(c.Subject))
 	}
 	return id
 }
@@ -68,26 +69,26 @@ func (id tlsIdentity) problem(err error, now time.Time) string {
 		if net.ParseIP(host) != nil {
 			where = "IP addresses"
 		}
-		names := certHosts(c)
+		names := certinfo.Hosts(c)
 		if len(names) == 0 {
 			return fmt.Sprintf("the agent's server certificate %s names the server only in its subject common name, which TLS clients no longer accept: "+
-				"issue it with %s among its %s (subject alternative names)", describeCert(c), host, where)
+				"issue it with %s among its %s (subject alternative names)", certinfo.Describe(c), host, where)
 		}
 		return fmt.Sprintf("the agent's server certificate %s is not valid for %s (it names %s): issue it with %s among its %s (subject alternative names)",
-			describeCert(c), host, strings.Join(names, ", "), host, where)
+			certinfo.Describe(c), host, strings.Join(names, ", "), host, where)
 	case errors.As(err, &invalid) && invalid.Cert != nil:
 		c := invalid.Cert
 		switch invalid.Reason {
 		case x509.Expired:
 			if now.Before(c.NotBefore) {
 				return fmt.Sprintf("the agent's server certificate %s is not valid before %s: check the clocks of the agent's server and of the operator's node",
-					describeCert(c), stamp(c.NotBefore))
+					certinfo.Describe(c), certinfo.Date(c.NotBefore))
 			}
 			return fmt.Sprintf("the agent's server certificate %s expired on %s: issue a new one and give it to the agent (--tls-cert, --tls-key)",
-				describeCert(c), stamp(c.NotAfter))
+				certinfo.Describe(c), certinfo.Date(c.NotAfter))
 		case x509.IncompatibleUsage:
 			return fmt.Sprintf("the agent's server certificate %s lacks the Server Authentication extended key usage (it has %s): "+
-				"issue it from a template with Server Authentication (1.3.6.1.5.5.7.3.1), such as Web Server", describeCert(c), usageNames(c))
+				"issue it from a template with Server Authentication (1.3.6.1.5.5.7.3.1), such as Web Server", certinfo.Describe(c), certinfo.UsageNames(c))
 		}
 	case errors.As(err, &unknown) && unknown.Cert != nil:
 		c := unknown.Cert
@@ -95,12 +96,12 @@ func (id tlsIdentity) problem(err error, now time.Time) string {
 		for i, ca := range id.cas {
 			quoted[i] = fmt.Sprintf("%q", ca)
 		}
-		if slices.Contains(id.cas, dn(c.Issuer)) {
+		if slices.Contains(id.cas, certinfo.Name(c.Issuer)) {
 			return fmt.Sprintf("the agent's server certificate %s is signed by another CA than the one the operator trusts under the same name (%s, %s): "+
-				"the CA was created again or renewed with a new key; put the CA certificate that issued it in that ca.crt", describeCert(c), strings.Join(quoted, ", "), operatorCA)
+				"the CA was created again or renewed with a new key; put the CA certificate that issued it in that ca.crt", certinfo.Describe(c), strings.Join(quoted, ", "), operatorCA)
 		}
 		return fmt.Sprintf("the agent's server certificate %s is not signed by a CA the operator trusts (%s, in %s): "+
-			"issue it from that CA, or add the CA that issued it (%q) to that ca.crt", describeCert(c), strings.Join(quoted, ", "), operatorCA, dn(c.Issuer))
+			"issue it from that CA, or add the CA that issued it (%q) to that ca.crt", certinfo.Describe(c), strings.Join(quoted, ", "), operatorCA, certinfo.Name(c.Issuer))
 	case errors.As(err, &opErr) && opErr.Op == "remote error":
 		return id.refused(opErr.Err.Error(), now)
 	}
@@ -126,16 +127,16 @@ func (id tlsIdentity) refused(alert string, now time.Time) string {
 	switch {
 	case now.After(c.NotAfter):
 		return fmt.Sprintf("the agent refused the operator's client certificate %s: it expired on %s; issue a new one (%s)",
-			describeCert(c), stamp(c.NotAfter), operatorClient)
+			certinfo.Describe(c), certinfo.Date(c.NotAfter), operatorClient)
 	case now.Before(c.NotBefore):
 		return fmt.Sprintf("the agent refused the operator's client certificate %s: it is not valid before %s; check the clocks of the agent's server and of the operator's node",
-			describeCert(c), stamp(c.NotBefore))
-	case !allowsUsage(c, x509.ExtKeyUsageClientAuth):
+			certinfo.Describe(c), certinfo.Date(c.NotBefore))
+	case !certinfo.AllowsUsage(c, x509.ExtKeyUsageClientAuth):
 		return fmt.Sprintf("the agent refused the operator's client certificate %s: it lacks the Client Authentication extended key usage (it has %s); "+
-			"issue it from a template with Client Authentication (1.3.6.1.5.5.7.3.2)", describeCert(c), usageNames(c))
+			"issue it from a template with Client Authentication (1.3.6.1.5.5.7.3.2)", certinfo.Describe(c), certinfo.UsageNames(c))
 	}
 	return fmt.Sprintf("the agent refused the operator's client certificate %s (remote error: %s): check the agent's --client-ca (it must hold %q, the CA that issued it) "+
-		"and --allowed-clients (it must list %q); the agent logs why (\"TLS handshake refused\")", describeCert(c), alert, dn(c.Issuer), clientName(c))
+		"and --allowed-clients (it must list %q); the agent logs why (\"TLS handshake refused\")", certinfo.Describe(c), alert, certinfo.Name(c.Issuer), clientName(c))
 }
 
 // clientName is the name an agent's --allowed-clients knows a client certificate by: its common
@@ -163,74 +164,3 @@ func nextCert(data []byte) (*x509.Certificate, []byte) {
 		}
 	}
 }
-
-// certHosts lists the names a certificate is valid for: DNS names and IP addresses.
-func certHosts(c *x509.Certificate) []string {
-	out := slices.Clone(c.DNSNames)
-	for _, ip := range c.IPAddresses {
-		out = append(out, ip.String())
-	}
-	return out
-}
-
-// allowsUsage reports whether c may be used for usage: no extended key usage at all (no
-// restriction), usage itself, or any.
-func allowsUsage(c *x509.Certificate, usage x509.ExtKeyUsage) bool {
-	if len(c.ExtKeyUsage) == 0 && len(c.UnknownExtKeyUsage) == 0 {
-		return true
-	}
-	return slices.Contains(c.ExtKeyUsage, usage) || slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny)
-}
-
-// usageNames lists a certificate's extended key usages as Windows names them.
-func usageNames(c *x509.Certificate) string {
-	var out []string
-	for _, u := range c.ExtKeyUsage {
-		switch u {
-		case x509.ExtKeyUsageServerAuth:
-			out = append(out, "Server Authentication")
-		case x509.ExtKeyUsageClientAuth:
-			out = append(out, "Client Authentication")
-		case x509.ExtKeyUsageCodeSigning:
-			out = append(out, "Code Signing")
-		case x509.ExtKeyUsageEmailProtection:
-			out = append(out, "Secure Email")
-		default:
-			out = append(out, fmt.Sprintf("extended key usage #%d", u))
-		}
-	}
-	for _, oid := range c.UnknownExtKeyUsage {
-		out = append(out, oid.String())
-	}
-	if len(out) == 0 {
-		return "none"
-	}
-	return strings.Join(out, ", ")
-}
-
-// describeCert names a certificate for a message: `"CN=fe01" (issued by "CN=Contoso CA", serial 1a2b)`.
-func describeCert(c *x509.Certificate) string {
-	return fmt.Sprintf("%q (issued by %q, serial %s)", dn(c.Subject), dn(c.Issuer), serialHex(c))
-}
-
-// dn is a name's common name as "CN=...", or the whole distinguished name when it has none.
-func dn(n pkix.Name) string {
-	if n.CommonName != "" {
-		return "CN=" + n.CommonName
-	}
-	if s := n.String(); s != "" {
-		return s
-	}
-	return "(empty name)"
-}
-
-// serialHex is the serial number in hexadecimal, as Windows shows it.
-func serialHex(c *x509.Certificate) string {
-	if c.SerialNumber == nil {
-		return "unknown"
-	}
-	return fmt.Sprintf("%x", c.SerialNumber.Bytes())
-}
-
-// stamp is a certificate date in messages.
-func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
