@@ -433,3 +433,40 @@ func TestFailoverStepRefusedStallsUntilAsked(t *testing.T) {
 		t.Errorf("FailoverPool ran %d times in the sim, want once", n)
 	}
 }
+
+// TestEdgeNextHopLeftToTheAdministrator: without moveEdgeNextHop, the failover of an Edge pool's
+// next hop names the command and waits until the topology shows it done.
+func TestEdgeNextHopLeftToTheAdministrator(t *testing.T) {
+	requireAPIServer(t)
+	env := startSim(t, failoverDurations, nil)
+	startManager(t, env.fastReconciler)
+	ns := newNamespace(t)
+	create(t, env.pair(ns, "edge"))
+	waitReady(t, ns, "edge", 60*time.Second)
+	setFailover(t, ns, "edge", &drv1alpha1.FailoverSpec{Pool: pool01, Mode: drv1alpha1.FailoverPlanned})
+	const command = "Set-CsEdgeServer -Identity EdgeServer:edge01.contoso.com -Registrar Registrar:" + pool02
+	var got *drv1alpha1.PoolPair
+	eventually(t, 30*time.Second, "WaitingForEdgeNextHop", func() (bool, string) {
+		got = getPair(t, ns, "edge")
+		c := conditions.Get(got.Status.Conditions, drv1alpha1.ConditionReconciling)
+		return c != nil && c.Reason == "WaitingForEdgeNextHop" && strings.Contains(c.Message, command), failoverDescription(got)
+	})
+	if f := got.Status.Failover; len(f.EdgeCommands) != 1 || f.EdgeCommands[0] != command || f.Steps[0].State != "Succeeded" {
+		t.Errorf("status while waiting for the Edge pool: %s", failoverDescription(got))
+	}
+	if counts := failoverCounts(env); counts["FailoverPool/"+pool01] != 0 || counts["MoveEdgeNextHop/edge01.contoso.com"] != 0 {
+		t.Fatalf("ran past the Edge pool, or moved it itself: %v", counts)
+	}
+	// The administrator runs the command.
+	b, err := env.d.Backend("fe01.pool02.contoso.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.MoveEdgeNextHop(context.Background(), "edge01.contoso.com", pool02, false); err != nil {
+		t.Fatal(err)
+	}
+	got = waitFailoverPhase(t, ns, "edge", drv1alpha1.FailoverPhaseFailedOver, 30*time.Second)
+	if edge := got.Status.Failover.Steps[1]; edge.State != "Succeeded" {
+		t.Errorf("Edge step after the administrator moved it: %+v", edge)
+	}
+}
