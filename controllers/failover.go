@@ -164,11 +164,17 @@ func (p *pass) declare(spec *drv1alpha1.FailoverSpec) *drv1alpha1.FailoverStatus
 }
 
 // dataLossWindow is how long ago both backup directions were last healthy: zero when they are,
-// nil when it is not known.
+// nil when it is not known (a direction could not be read on this pass: its last known state may
+// be stale, as it is when the failed pool does not answer).
 func (p *pass) dataLossWindow() *metav1.Duration {
 	dirs := p.pp.Status.Backup
-	if len(dirs) == 0 {
+	if len(dirs) == 0 || p.obs == nil || len(p.obs.Directions) < 2 {
 		return nil
+	}
+	for _, d := range p.obs.Directions {
+		if !d.Read || d.Err != nil {
+			return nil
+		}
 	}
 	var since *metav1.Time
 	for _, d := range dirs {
@@ -623,6 +629,8 @@ func (p *pass) failedOverMessage() string {
 	msg += ")"
 	if w := st.DataLossWindow; w != nil {
 		msg += fmt.Sprintf("; data-loss window at the failover: %s", w.Duration)
+	} else {
+		msg += "; data-loss window at the failover: unknown (the backup status could not be read both ways)"
 	}
 	return msg + "; remove spec.failover to fail back"
 }

@@ -178,7 +178,8 @@ func TestPlannedFailoverAndFailbackRoundTrip(t *testing.T) {
 		t.Errorf("after the failover the sim has pool01 %+v, pool02 %+v", p1, p2)
 	}
 	if got.Status.Phase != drv1alpha1.PhaseFailedOver || !conditions.IsTrue(got.Status.Conditions, drv1alpha1.ConditionReady) ||
-		got.Status.Failover.Serving != pool01+" users on "+pool02 || got.Status.Failover.RecoveryTime == nil {
+		got.Status.Failover.Serving != pool01+" users on "+pool02 || got.Status.Failover.RecoveryTime == nil ||
+		got.Status.Failover.DataLossWindow == nil || got.Status.Failover.DataLossWindow.Duration != 0 {
 		t.Errorf("status after the failover: %s%s", describe(got), failoverDescription(got))
 	}
 	for _, s := range got.Status.Failover.Steps {
@@ -241,6 +242,13 @@ func TestFailoverGuardsRefuseWithTheFix(t *testing.T) {
 	}
 	if cms := got.Status.Failover.Steps[0]; cms.State != "Skipped" {
 		t.Errorf("CMS step of a pool without the CMS: %+v", cms)
+	}
+	// pool02's backup status could not be read: how much data the failover lost is not known.
+	if w := got.Status.Failover.DataLossWindow; w != nil {
+		t.Errorf("data-loss window of a disaster failover with the pool down: %v, want unknown", w.Duration)
+	}
+	if c := conditions.Get(got.Status.Conditions, drv1alpha1.ConditionReady); c == nil || !strings.Contains(c.Message, "data-loss window at the failover: unknown") {
+		t.Errorf("Ready after a disaster failover: %+v", c)
 	}
 
 	// Failing back waits until pool02 answers again.

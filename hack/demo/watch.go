@@ -132,7 +132,7 @@ func (d *demo) tips() {
 		"",
 		"  # a disaster: " + backup + " stops answering, and only mode Disaster is accepted:",
 		"  " + simctl + " pool-unreachable " + backup + " true",
-		"  kubectl patch pp " + d.pair.Name + " --type merge -p '{\"spec\":{\"failover\":{\"pool\":\"" + backup + "\",\"mode\":\"Disaster\"}}}'",
+		"  kubectl patch pp " + d.pair.Name + " --type merge -p '{\"spec\":{\"failover\":{\"pool\":\"" + backup + "\",\"mode\":\"Disaster\",\"moveEdgeNextHop\":true}}}'",
 		"  kubectl describe pp " + d.pair.Name + "             # FailedOver, recovery time, data-loss window",
 		"  " + simctl + " failover-state      # who serves whom, where the CMS is, the Edge pool's next hop",
 		"  " + simctl + " pool-unreachable " + backup + " false",
