@@ -62,7 +62,7 @@ func (p *pass) reconcileDelete(ctx context.Context) error {
 		p.released = !p.restartAfterUnpair(ctx, letGo)
 		return nil
 	}
-	if f := st.Failover; f != nil && f.Mode != drv1alpha1.FailoverRehearsal && failoverInPlay(pp) && st.Operation == nil {
+	if f := st.Failover; f != nil && usersMayHaveMoved(f) && st.Operation == nil {
 		// Unpairing would take away the backup pool the failed-over users sign in to.
 		p.blocked(fmt.Sprintf("%s's users are failed over to %s: Unpair would remove the pairing they depend on; fail them back first (Invoke-CsPoolFailBack -PoolFqdn %s), or %s",
 			f.Pool, f.SurvivingPool, f.Pool, letGo))

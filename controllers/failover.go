@@ -54,14 +54,20 @@ func failoverInPlay(pp *drv1alpha1.PoolPair) bool {
 		return true
 	}
 	f := pp.Status.Failover
-	if f == nil || f.Mode == drv1alpha1.FailoverRehearsal {
+	return f != nil && (usersMayHaveMoved(f) || f.Operation != nil)
+}
+
+// usersMayHaveMoved: a failover (not a rehearsal) got as far as its steps, and has not been
+// failed back.
+func usersMayHaveMoved(f *drv1alpha1.FailoverStatus) bool {
+	if f.Mode == drv1alpha1.FailoverRehearsal {
 		return false
 	}
 	switch f.Phase {
 	case drv1alpha1.FailoverPhaseFailingOver, drv1alpha1.FailoverPhaseFailedOver, drv1alpha1.FailoverPhaseFailingBack, drv1alpha1.FailoverPhaseOutcomeUnknown:
 		return true
 	}
-	return f.Operation != nil
+	return false
 }
 
 // failoverPools is what one failover pass knows of the two pools, read through the surviving

@@ -478,3 +478,29 @@ func TestEdgeNextHopLeftToTheAdministrator(t *testing.T) {
 		t.Errorf("Edge step after the administrator moved it: %+v", edge)
 	}
 }
+
+// TestUnpairWaitsWhileFailedOver: deleting with deletionPolicy Unpair while the users are failed
+// over would take away the pairing they sign in through: it is blocked, with what to do.
+func TestUnpairWaitsWhileFailedOver(t *testing.T) {
+	requireAPIServer(t)
+	env := startSim(t, failoverDurations, nil)
+	startManager(t, env.fastReconciler)
+	ns := newNamespace(t)
+	pp := env.pair(ns, "unpair-failed-over")
+	pp.Spec.DeletionPolicy = drv1alpha1.DeletionPolicyUnpair
+	create(t, pp)
+	waitReady(t, ns, "unpair-failed-over", 60*time.Second)
+	setFailover(t, ns, "unpair-failed-over", &drv1alpha1.FailoverSpec{Pool: pool02, Mode: drv1alpha1.FailoverPlanned})
+	waitFailoverPhase(t, ns, "unpair-failed-over", drv1alpha1.FailoverPhaseFailedOver, 30*time.Second)
+	if err := k8s.Delete(context.Background(), getPair(t, ns, "unpair-failed-over")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "UnpairBlocked", func() (bool, string) {
+		got := getPair(t, ns, "unpair-failed-over")
+		c := conditions.Get(got.Status.Conditions, drv1alpha1.ConditionStalled)
+		return c != nil && c.Reason == "UnpairBlocked" && strings.Contains(c.Message, "fail them back first (Invoke-CsPoolFailBack -PoolFqdn "+pool02+")"), describe(got)
+	})
+	if n := env.d.Counts()["Unpair/"+pool01]; n != 0 {
+		t.Fatalf("Unpair ran %d times while the users were failed over", n)
+	}
+}
