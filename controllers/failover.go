@@ -383,14 +383,14 @@ func (p *pass) runSteps(fp failoverPools, whatIf bool) bool {
 	switch {
 	case cmsStep.State == stepSucceeded:
 	case cms == "":
-		p.skipStep(drv1alpha1.FailoverStepCMS, "", "cannot tell where the Central Management store is")
+		p.setStep(drv1alpha1.FailoverStepCMS, stepPending, "cannot tell where the Central Management store is")
 		p.progress(p.failoverReason(), p.failoverWhat()+": cannot tell where the Central Management store is (Get-CsService -CentralManagement)")
 		p.rehearsalStuck = whatIf
 		return false
 	case cms != failed && cmsStep.State == stepRunning:
 		p.setStep(drv1alpha1.FailoverStepCMS, stepSucceeded, "the Central Management store is on "+cms+" now")
 	case cms != failed:
-		p.skipStep(drv1alpha1.FailoverStepCMS, stepSkipped, "the Central Management store is on "+cms+", not in the failed pool")
+		p.setStep(drv1alpha1.FailoverStepCMS, stepSkipped, "the Central Management store is on "+cms+", not in the failed pool")
 	case !p.runStep(drv1alpha1.FailoverStepCMS, protocol.KindFailoverCMS, surviving, protocol.FailoverCMSParams{ToPoolFQDN: surviving, Disaster: disaster, WhatIf: whatIf},
 		fp.on, whatIf, false, "Failing the Central Management store over from "+failed+" to "+surviving):
 		return false
@@ -402,14 +402,14 @@ func (p *pass) runSteps(fp failoverPools, whatIf bool) bool {
 		p.setStep(drv1alpha1.FailoverStepEdge, stepSucceeded, "no Edge pool uses "+failed+" as its next hop now")
 	case len(edges) == 0:
 		st.EdgeCommands = nil
-		p.skipStep(drv1alpha1.FailoverStepEdge, stepSkipped, "no Edge pool uses "+failed+" as its next hop")
+		p.setStep(drv1alpha1.FailoverStepEdge, stepSkipped, "no Edge pool uses "+failed+" as its next hop")
 	case !p.moveEdges(fp, edges, whatIf):
 		return false
 	}
 	if whatIf && (cms == failed || len(fp.failed.EdgePools) > 0) {
 		// Lync refuses Invoke-CsPoolFailOver while the failed pool hosts the CMS or is an Edge
 		// pool's next hop; a rehearsal moved neither, so its -WhatIf run would only say that.
-		p.skipStep(drv1alpha1.FailoverStepPool, stepSkipped, fmt.Sprintf("a failover would then run Invoke-CsPoolFailOver -PoolFqdn %s%s; not run with -WhatIf now: the steps above moved nothing, so Lync would refuse it for them",
+		p.setStep(drv1alpha1.FailoverStepPool, stepSkipped, fmt.Sprintf("a failover would then run Invoke-CsPoolFailOver -PoolFqdn %s%s; not run with -WhatIf now: the steps above moved nothing, so Lync would refuse it for them",
 			failed, map[bool]string{true: " -DisasterMode", false: ""}[st.Mode == drv1alpha1.FailoverDisaster]))
 		return true
 	}
@@ -430,7 +430,7 @@ func (p *pass) moveEdges(fp failoverPools, edges []string, whatIf bool) bool {
 	if !p.pp.Spec.Failover.MoveEdgeNextHop {
 		msg := fmt.Sprintf("Edge pool(s) %s use %s as next hop: run %s, or set spec.failover.moveEdgeNextHop: true", strings.Join(edges, ", "), st.Pool, strings.Join(commands, "; "))
 		if whatIf {
-			p.skipStep(drv1alpha1.FailoverStepEdge, stepSkipped, "a failover would wait for the administrator: "+msg)
+			p.setStep(drv1alpha1.FailoverStepEdge, stepSkipped, "a failover would wait for the administrator: "+msg)
 			return true
 		}
 		p.setStep(drv1alpha1.FailoverStepEdge, stepRunning, msg)
@@ -571,14 +571,6 @@ func (p *pass) setStep(name, state, msg string) {
 		}
 	}
 	s.State, s.Message = state, msg
-}
-
-func (p *pass) skipStep(name, state, msg string) {
-	if state == "" {
-		p.setStep(name, stepPending, msg)
-		return
-	}
-	p.setStep(name, state, msg)
 }
 
 // serving says who serves the failed pool's users.
