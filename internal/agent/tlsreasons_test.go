@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lync-dr/poolpair-operator/internal/devcerts/certtest"
 )
 
 const devCA = `"CN=lync-agent development CA"`
@@ -24,20 +26,20 @@ const devCA = `"CN=lync-agent development CA"`
 func TestClientCertificateRefusalsSayWhy(t *testing.T) {
 	logs := &syncBuffer{}
 	a := startAgent(t, agentOpts{allowed: []string{"poolpair-operator"}, logs: logs})
-	ca := bundleCA(t, a.certs)
-	other := newTestCA(t, "Contoso Other CA")
-	expired := leafTemplate(0x1003, "poolpair-operator", x509.ExtKeyUsageClientAuth)
+	ca := certtest.FromBundle(t, a.certs)
+	other := certtest.NewCA(t, "Contoso Other CA")
+	expired := certtest.Leaf(0x1003, "poolpair-operator", x509.ExtKeyUsageClientAuth)
 	expired.NotBefore, expired.NotAfter = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)
-	withNames := leafTemplate(0x1005, "backup-operator", x509.ExtKeyUsageClientAuth)
+	withNames := certtest.Leaf(0x1005, "backup-operator", x509.ExtKeyUsageClientAuth)
 	withNames.DNSNames = []string{"backup-operator.contoso.com"}
 	for _, tc := range []struct {
 		name   string
-		ca     *testCA
+		ca     *certtest.CA
 		tmpl   *x509.Certificate
 		reason string
 	}{
 		{
-			"name not allowed", ca, leafTemplate(0x1001, "intruder", x509.ExtKeyUsageClientAuth),
+			"name not allowed", ca, certtest.Leaf(0x1001, "intruder", x509.ExtKeyUsageClientAuth),
 			`client certificate "CN=intruder" (issued by ` + devCA + `, serial 1001) is not in --allowed-clients (poolpair-operator): ` +
 				`add "intruder" there if this client may use the agent`,
 		},
@@ -47,7 +49,7 @@ func TestClientCertificateRefusalsSayWhy(t *testing.T) {
 				`by its common name or its DNS names (backup-operator.contoso.com): add one of them there if this client may use the agent`,
 		},
 		{
-			"server authentication only", ca, leafTemplate(0x1002, "poolpair-operator", x509.ExtKeyUsageServerAuth),
+			"server authentication only", ca, certtest.Leaf(0x1002, "poolpair-operator", x509.ExtKeyUsageServerAuth),
 			`client certificate "CN=poolpair-operator" (issued by ` + devCA + `, serial 1002) lacks the Client Authentication extended key usage ` +
 				`(it has Server Authentication): issue it from a template with Client Authentication (1.3.6.1.5.5.7.3.2)`,
 		},
@@ -57,13 +59,13 @@ func TestClientCertificateRefusalsSayWhy(t *testing.T) {
 				`issue a new one from the CA in --client-ca`,
 		},
 		{
-			"another CA", other, leafTemplate(0x1004, "poolpair-operator", x509.ExtKeyUsageClientAuth),
+			"another CA", other, certtest.Leaf(0x1004, "poolpair-operator", x509.ExtKeyUsageClientAuth),
 			`client certificate "CN=poolpair-operator" (issued by "CN=Contoso Other CA", serial 1004) is not signed by the CA in --client-ca (` + devCA + `): ` +
 				`issue it from that CA, or give --client-ca the CA that issued it (the client must send any intermediate CA certificate with its own)`,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			certPEM, keyPEM := tc.ca.issue(t, tc.tmpl)
+			certPEM, keyPEM := tc.ca.Issue(t, tc.tmpl)
 			c := clientFor(t, a.certs.CACertPEM, certPEM, keyPEM)
 			defer c.CloseIdleConnections()
 			resp, err := c.Get(a.url + "/v1/info")
@@ -117,31 +119,31 @@ func waitForRefusal(t *testing.T, logs *syncBuffer, reason string) string {
 // session begun with a certificate that has expired since is refused).
 func TestClientVerifierExplains(t *testing.T) {
 	b := testBundle(t)
-	ca := bundleCA(t, b)
+	ca := certtest.FromBundle(t, b)
 	cfg, err := ServerTLSConfig(b.ServerCertPEM, b.ServerKeyPEM, b.CACertPEM, []string{"poolpair-operator"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	notYet := leafTemplate(0x2002, "poolpair-operator", x509.ExtKeyUsageClientAuth)
+	notYet := certtest.Leaf(0x2002, "poolpair-operator", x509.ExtKeyUsageClientAuth)
 	notYet.NotBefore, notYet.NotAfter = time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2099, 2, 1, 0, 0, 0, 0, time.UTC)
-	expired := leafTemplate(0x2003, "poolpair-operator", x509.ExtKeyUsageClientAuth)
+	expired := certtest.Leaf(0x2003, "poolpair-operator", x509.ExtKeyUsageClientAuth)
 	expired.NotBefore, expired.NotAfter = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2025, 1, 2, 12, 30, 0, 0, time.UTC)
 	mk := func(tmpl *x509.Certificate) *x509.Certificate {
-		p, _ := ca.issue(t, tmpl)
-		return parseCertPEM(t, p)
+		p, _ := ca.Issue(t, tmpl)
+		return certtest.Parse(t, p)
 	}
 	for _, tc := range []struct {
 		name string
 		cert *x509.Certificate
 		want string
 	}{
-		{"valid", mk(leafTemplate(0x2001, "poolpair-operator", x509.ExtKeyUsageClientAuth)), ""},
-		{"no extended key usage is no restriction", mk(leafTemplate(0x2004, "poolpair-operator")), ""},
+		{"valid", mk(certtest.Leaf(0x2001, "poolpair-operator", x509.ExtKeyUsageClientAuth)), ""},
+		{"no extended key usage is no restriction", mk(certtest.Leaf(0x2004, "poolpair-operator")), ""},
 		{"not yet valid", mk(notYet), `client certificate "CN=poolpair-operator" (issued by ` + devCA + `, serial 2002) is not valid before 2099-01-01 00:00:00 UTC: ` +
 			`check the clocks of this server and of the client`},
 		{"expired", mk(expired), `client certificate "CN=poolpair-operator" (issued by ` + devCA + `, serial 2003) expired on 2025-01-02 12:30:00 UTC: ` +
 			`issue a new one from the CA in --client-ca`},
-		{"code signing", mk(leafTemplate(0x2005, "poolpair-operator", x509.ExtKeyUsageCodeSigning, x509.ExtKeyUsageServerAuth)),
+		{"code signing", mk(certtest.Leaf(0x2005, "poolpair-operator", x509.ExtKeyUsageCodeSigning, x509.ExtKeyUsageServerAuth)),
 			`client certificate "CN=poolpair-operator" (issued by ` + devCA + `, serial 2005) lacks the Client Authentication extended key usage ` +
 				`(it has Code Signing, Server Authentication): issue it from a template with Client Authentication (1.3.6.1.5.5.7.3.2)`},
 	} {
@@ -168,13 +170,13 @@ func TestClientVerifierExplains(t *testing.T) {
 // client CA file holding a certificate that is not a CA's, are refused with what to do.
 func TestServerTLSConfigExplainsBadFiles(t *testing.T) {
 	b := testBundle(t)
-	ca := bundleCA(t, b)
-	clientOnly := leafTemplate(0x3001, "fe01.pool01.contoso.com", x509.ExtKeyUsageClientAuth)
+	ca := certtest.FromBundle(t, b)
+	clientOnly := certtest.Leaf(0x3001, "fe01.pool01.contoso.com", x509.ExtKeyUsageClientAuth)
 	clientOnly.DNSNames = []string{"fe01.pool01.contoso.com"}
-	srvPEM, srvKey := ca.issue(t, clientOnly)
-	anyUsage := leafTemplate(0x3002, "fe01.pool01.contoso.com", x509.ExtKeyUsageAny)
-	anyPEM, anyKey := ca.issue(t, anyUsage)
-	leafPEM, _ := ca.issue(t, leafTemplate(0x3003, "poolpair-operator", x509.ExtKeyUsageClientAuth))
+	srvPEM, srvKey := ca.Issue(t, clientOnly)
+	anyUsage := certtest.Leaf(0x3002, "fe01.pool01.contoso.com", x509.ExtKeyUsageAny)
+	anyPEM, anyKey := ca.Issue(t, anyUsage)
+	leafPEM, _ := ca.Issue(t, certtest.Leaf(0x3003, "poolpair-operator", x509.ExtKeyUsageClientAuth))
 	for _, tc := range []struct {
 		name                string
 		cert, key, clientCA []byte
@@ -212,7 +214,7 @@ func TestHandlerRequiresAVerifiedClientCertificate(t *testing.T) {
 	a := startAgent(t, agentOpts{})
 	b := a.certs
 	client, _ := tls.X509KeyPair(b.ClientCertPEM, b.ClientKeyPEM)
-	ca := parseCertPEM(t, b.CACertPEM)
+	ca := certtest.Parse(t, b.CACertPEM)
 	for _, tc := range []struct {
 		name   string
 		state  *tls.ConnectionState

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lync-dr/poolpair-operator/internal/devcerts/certtest"
+
 	"github.com/lync-dr/poolpair-operator/internal/agent"
 	"github.com/lync-dr/poolpair-operator/internal/agentclient"
 )
@@ -91,12 +93,12 @@ func checkTLSError(t *testing.T, err error, url, want string) {
 // TestAgentCertificateProblemsSayWhatToDo: the operator refuses an agent's server certificate, and
 // says which certificate, what is wrong and what to do.
 func TestAgentCertificateProblemsSayWhatToDo(t *testing.T) {
-	agents := newTestCA(t, "Contoso Agents CA")
-	other := newTestCA(t, "Contoso Other CA")
-	twin := newTestCA(t, "Contoso Agents CA") // the same name, another key: a CA made again
-	clientPEM, clientKey := agents.issue(t, leafTemplate(0x4100, "poolpair-operator", x509.ExtKeyUsageClientAuth))
+	agents := certtest.NewCA(t, "Contoso Agents CA")
+	other := certtest.NewCA(t, "Contoso Other CA")
+	twin := certtest.NewCA(t, "Contoso Agents CA") // the same name, another key: a CA made again
+	clientPEM, clientKey := agents.Issue(t, certtest.Leaf(0x4100, "poolpair-operator", x509.ExtKeyUsageClientAuth))
 	server := func(serial int64, dns []string, usages ...x509.ExtKeyUsage) *x509.Certificate {
-		c := leafTemplate(serial, "localhost", usages...)
+		c := certtest.Leaf(serial, "localhost", usages...)
 		c.DNSNames = dns
 		return c
 	}
@@ -107,7 +109,7 @@ func TestAgentCertificateProblemsSayWhatToDo(t *testing.T) {
 	const trusted = `"CN=Contoso Agents CA", in the ca.crt of the operator's agent TLS Secret or --agent-tls-dir`
 	for _, tc := range []struct {
 		name string
-		ca   *testCA
+		ca   *certtest.CA
 		tmpl *x509.Certificate
 		want string
 	}{
@@ -132,9 +134,9 @@ func TestAgentCertificateProblemsSayWhatToDo(t *testing.T) {
 				`the CA was created again or renewed with a new key; put the CA certificate that issued it in that ca.crt`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			certPEM, keyPEM := tc.ca.issue(t, tc.tmpl)
+			certPEM, keyPEM := tc.ca.Issue(t, tc.tmpl)
 			ep := serveWithCert(t, certPEM, keyPEM)
-			c := newClient(t, agentclient.Config{CertPEM: clientPEM, KeyPEM: clientKey, CAPEM: agents.pem})
+			c := newClient(t, agentclient.Config{CertPEM: clientPEM, KeyPEM: clientKey, CAPEM: agents.PEM})
 			_, err := c.Info(t.Context(), ep)
 			checkTLSError(t, err, ep+"/v1/info", tc.want)
 		})
@@ -144,49 +146,49 @@ func TestAgentCertificateProblemsSayWhatToDo(t *testing.T) {
 // TestRefusedClientCertificateSaysWhatToDo: the agent refuses the operator's client certificate;
 // the operator says which certificate, what it can tell of the reason, and where to look.
 func TestRefusedClientCertificateSaysWhatToDo(t *testing.T) {
-	agents := newTestCA(t, "Contoso Agents CA")
-	other := newTestCA(t, "Contoso Other CA")
-	srvTmpl := leafTemplate(0x4000, "localhost", x509.ExtKeyUsageServerAuth)
+	agents := certtest.NewCA(t, "Contoso Agents CA")
+	other := certtest.NewCA(t, "Contoso Other CA")
+	srvTmpl := certtest.Leaf(0x4000, "localhost", x509.ExtKeyUsageServerAuth)
 	srvTmpl.DNSNames = []string{"localhost"}
-	srvPEM, srvKey := agents.issue(t, srvTmpl)
-	tlsCfg, err := agent.ServerTLSConfig(srvPEM, srvKey, agents.pem, []string{"poolpair-operator"})
+	srvPEM, srvKey := agents.Issue(t, srvTmpl)
+	tlsCfg, err := agent.ServerTLSConfig(srvPEM, srvKey, agents.PEM, []string{"poolpair-operator"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ep := serveAgentTLS(t, tlsCfg)
-	expired := leafTemplate(0x4102, "poolpair-operator", x509.ExtKeyUsageClientAuth)
+	expired := certtest.Leaf(0x4102, "poolpair-operator", x509.ExtKeyUsageClientAuth)
 	expired.NotBefore, expired.NotAfter = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		name string
-		ca   *testCA
+		ca   *certtest.CA
 		tmpl *x509.Certificate
 		want string
 	}{
-		{"not allowed", agents, leafTemplate(0x4101, "intruder", x509.ExtKeyUsageClientAuth),
+		{"not allowed", agents, certtest.Leaf(0x4101, "intruder", x509.ExtKeyUsageClientAuth),
 			`the agent refused the operator's client certificate "CN=intruder" (issued by "CN=Contoso Agents CA", serial 4101) (remote error: tls: bad certificate): ` +
 				`check the agent's --client-ca (it must hold "CN=Contoso Agents CA", the CA that issued it) and --allowed-clients (it must list "intruder"); ` +
 				`the agent logs why ("TLS handshake refused")`},
 		{"expired", agents, expired,
 			`the agent refused the operator's client certificate "CN=poolpair-operator" (issued by "CN=Contoso Agents CA", serial 4102): it expired on 2025-01-02 00:00:00 UTC; ` +
 				`issue a new one (tls.crt and tls.key of the operator's agent TLS Secret or --agent-tls-dir)`},
-		{"server authentication only", agents, leafTemplate(0x4103, "poolpair-operator", x509.ExtKeyUsageServerAuth),
+		{"server authentication only", agents, certtest.Leaf(0x4103, "poolpair-operator", x509.ExtKeyUsageServerAuth),
 			`the agent refused the operator's client certificate "CN=poolpair-operator" (issued by "CN=Contoso Agents CA", serial 4103): ` +
 				`it lacks the Client Authentication extended key usage (it has Server Authentication); issue it from a template with Client Authentication (1.3.6.1.5.5.7.3.2)`},
-		{"another CA", other, leafTemplate(0x4104, "poolpair-operator", x509.ExtKeyUsageClientAuth),
+		{"another CA", other, certtest.Leaf(0x4104, "poolpair-operator", x509.ExtKeyUsageClientAuth),
 			`the agent refused the operator's client certificate "CN=poolpair-operator" (issued by "CN=Contoso Other CA", serial 4104) (remote error: tls: bad certificate): ` +
 				`check the agent's --client-ca (it must hold "CN=Contoso Other CA", the CA that issued it) and --allowed-clients (it must list "poolpair-operator"); ` +
 				`the agent logs why ("TLS handshake refused")`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			certPEM, keyPEM := tc.ca.issue(t, tc.tmpl)
-			c := newClient(t, agentclient.Config{CertPEM: certPEM, KeyPEM: keyPEM, CAPEM: agents.pem})
+			certPEM, keyPEM := tc.ca.Issue(t, tc.tmpl)
+			c := newClient(t, agentclient.Config{CertPEM: certPEM, KeyPEM: keyPEM, CAPEM: agents.PEM})
 			_, err := c.Info(t.Context(), ep)
 			checkTLSError(t, err, ep+"/v1/info", tc.want)
 		})
 	}
 	// The right certificate gets through.
-	okPEM, okKey := agents.issue(t, leafTemplate(0x4105, "poolpair-operator", x509.ExtKeyUsageClientAuth))
-	if _, err := newClient(t, agentclient.Config{CertPEM: okPEM, KeyPEM: okKey, CAPEM: agents.pem}).Info(t.Context(), ep); err != nil {
+	okPEM, okKey := agents.Issue(t, certtest.Leaf(0x4105, "poolpair-operator", x509.ExtKeyUsageClientAuth))
+	if _, err := newClient(t, agentclient.Config{CertPEM: okPEM, KeyPEM: okKey, CAPEM: agents.PEM}).Info(t.Context(), ep); err != nil {
 		t.Fatal(err)
 	}
 }

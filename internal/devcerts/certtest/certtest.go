@@ -1,4 +1,6 @@
-package agent
+// Package certtest issues, for tests, the certificates devcerts does not make: expired ones,
+// ones with the wrong extended key usage, ones with a serial a test can spell.
+package certtest
 
 import (
 	"crypto/ecdsa"
@@ -14,15 +16,15 @@ import (
 	"github.com/lync-dr/poolpair-operator/internal/devcerts"
 )
 
-// testCA issues the certificates devcerts does not make: expired ones, ones with the wrong
-// extended key usage, ones with a serial a test can spell.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
+// CA is a certificate authority that issues test certificates.
+type CA struct {
+	Cert *x509.Certificate
+	Key  *ecdsa.PrivateKey
+	PEM  []byte
 }
 
-func newTestCA(t *testing.T, cn string) *testCA {
+// NewCA makes a self-signed CA named cn, valid from an hour ago for two days.
+func NewCA(t testing.TB, cn string) *CA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -37,29 +39,27 @@ func newTestCA(t *testing.T, cn string) *testCA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &CA{Cert: Parse(t, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), Key: key,
+		PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
-// bundleCA is the CA of a devcerts bundle, to issue more certificates from it.
-func bundleCA(t *testing.T, b *devcerts.Bundle) *testCA {
+// FromBundle is the CA of a devcerts bundle, to issue more certificates from it.
+func FromBundle(t testing.TB, b *devcerts.Bundle) *CA {
 	t.Helper()
-	cb, _ := pem.Decode(b.CACertPEM)
 	kb, _ := pem.Decode(b.CAKeyPEM)
-	cert, err := x509.ParseCertificate(cb.Bytes)
-	if err != nil {
-		t.Fatal(err)
+	if kb == nil {
+		t.Fatal("the bundle's CA key holds no PEM block")
 	}
 	key, err := x509.ParseECPrivateKey(kb.Bytes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testCA{cert: cert, key: key, pem: b.CACertPEM}
+	return &CA{Cert: Parse(t, b.CACertPEM), Key: key, PEM: b.CACertPEM}
 }
 
-// issue signs tmpl as it is, but for a validity of a day around now when it sets none, and
+// Issue signs tmpl as it is, but for a validity of a day around now when it sets none, and
 // returns the certificate and key in PEM.
-func (ca *testCA) issue(t *testing.T, tmpl *x509.Certificate) (certPEM, keyPEM []byte) {
+func (ca *CA) Issue(t testing.TB, tmpl *x509.Certificate) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -74,7 +74,7 @@ func (ca *testCA) issue(t *testing.T, tmpl *x509.Certificate) (certPEM, keyPEM [
 	if tmpl.KeyUsage == 0 {
 		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,12 +85,13 @@ func (ca *testCA) issue(t *testing.T, tmpl *x509.Certificate) (certPEM, keyPEM [
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
 
-// leafTemplate is a certificate for cn with serial and the extended key usages.
-func leafTemplate(serial int64, cn string, usages ...x509.ExtKeyUsage) *x509.Certificate {
+// Leaf is a certificate template for cn with serial and the extended key usages.
+func Leaf(serial int64, cn string, usages ...x509.ExtKeyUsage) *x509.Certificate {
 	return &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn}, ExtKeyUsage: usages}
 }
 
-func parseCertPEM(t *testing.T, p []byte) *x509.Certificate {
+// Parse reads the first certificate of a PEM file.
+func Parse(t testing.TB, p []byte) *x509.Certificate {
 	t.Helper()
 	b, _ := pem.Decode(p)
 	if b == nil {
