@@ -198,19 +198,9 @@ func serveCommand(ctx context.Context, args []string, _, stderr io.Writer) error
 // journal is opened last, once the agent can listen, so that a start that fails leaves nothing
 // behind.
 func runServe(ctx context.Context, c *serveConfig, logger *slog.Logger) error {
-	certPEM, err := readFile("tls-cert", c.TLSCert)
-	if err != nil {
-		return err
-	}
-	keyPEM, err := readFile("tls-key", c.TLSKey)
-	if err != nil {
-		return err
-	}
-	caPEM, err := readFile("client-ca", c.ClientCA)
-	if err != nil {
-		return err
-	}
-	tlsCfg, err := agent.ServerTLSConfig(certPEM, keyPEM, caPEM, splitList(c.AllowedClients))
+	// The TLS files are re-read when they change (certificates are renewed while the agent runs).
+	tlsFiles, err := agent.NewTLSReloader(agent.TLSFiles{CertFile: c.TLSCert, KeyFile: c.TLSKey, ClientCAFile: c.ClientCA,
+		AllowedClients: splitList(c.AllowedClients)}, logger)
 	if err != nil {
 		return err
 	}
@@ -247,7 +237,9 @@ func runServe(ctx context.Context, c *serveConfig, logger *slog.Logger) error {
 	} else {
 		logger.Info("lync-agent serving", attrs...)
 	}
-	serveErr := agent.Serve(ctx, ln, h, tlsCfg, logger)
+	stopPolling := pollTLSFiles(ctx, tlsFiles)
+	serveErr := agent.Serve(ctx, ln, h, tlsFiles.Config(), logger)
+	stopPolling()
 	cctx, cancel := context.WithTimeout(context.Background(), closeGrace)
 	defer cancel()
 	if err := h.Close(cctx); err != nil {
@@ -255,6 +247,21 @@ func runServe(ctx context.Context, c *serveConfig, logger *slog.Logger) error {
 	}
 	logger.Info("lync-agent stopped")
 	return serveErr
+}
+
+// pollTLSFiles reloads the TLS files when they change, until ctx ends or stop is called; stop
+// returns once the poller has.
+func pollTLSFiles(ctx context.Context, r *agent.TLSReloader) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.Run(ctx, agent.DefaultTLSPollInterval)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // failedCheckNames names the checks that failed.

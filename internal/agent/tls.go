@@ -25,16 +25,80 @@ import (
 // It refuses a server certificate that is not for Server Authentication (the operator would refuse
 // it) and a client CA file holding a certificate that is not a CA's.
 func ServerTLSConfig(certPEM, keyPEM, clientCAPEM []byte, allowedClients []string) (*tls.Config, error) {
+	cert, err := loadServerCert(certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	v, err := newClientVerifier(clientCAPEM, allowedClients)
+	if err != nil {
+		return nil, err
+	}
+	return serverConfig(cert, v), nil
+}
+
+// serverConfig is the agent's tls.Config for one server certificate and client verifier.
+func serverConfig(cert tls.Certificate, v *clientVerifier) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		// RequireAnyClientCert rather than RequireAndVerifyClientCert: the agent verifies the
+		// client's chain itself, so that a refusal names the certificate and says what to do
+		// instead of crypto/tls's bare x509 error. ClientCAs stays empty on purpose: a Go client
+		// sends no certificate at all when the server's list of acceptable CAs does not name its
+		// issuer, and the refusal could then not say which certificate is wrong.
+		ClientAuth: tls.RequireAnyClientCert,
+		// VerifyPeerCertificate runs on full handshakes only; VerifyConnection on every one,
+		// resumed ones too (see verifyConnection).
+		VerifyPeerCertificate: v.verifyPeerCertificate,
+		VerifyConnection:      v.verifyConnection,
+	}
+}
+
+// fileError is a refusal of one of the agent's TLS files. Its message is its cause's, unchanged;
+// flag tells the reloader which file to name in its log.
+type fileError struct {
+	flag string // "tls-cert", "tls-key" or "client-ca"
+	err  error
+}
+
+func (e *fileError) Error() string { return e.err.Error() }
+func (e *fileError) Unwrap() error { return e.err }
+
+// loadServerCert reads the server certificate and key and checks the certificate.
+func loadServerCert(certPEM, keyPEM []byte) (tls.Certificate, error) {
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("agent TLS: server certificate and key: %w", err)
+		return tls.Certificate{}, &fileError{flag: pairFault(certPEM), err: fmt.Errorf("agent TLS: server certificate and key: %w", err)}
 	}
 	if err := checkServerCert(cert); err != nil {
-		return nil, err
+		return tls.Certificate{}, &fileError{flag: "tls-cert", err: err}
 	}
+	return cert, nil
+}
+
+// pairFault names the file a refused certificate and key pair is wrong in: the certificate file
+// when its first certificate cannot be read, else the key file (unreadable, or the key of another
+// certificate).
+func pairFault(certPEM []byte) string {
+	for rest := certPEM; ; {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			return "tls-cert"
+		}
+		if block.Type == "CERTIFICATE" {
+			if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+				return "tls-cert"
+			}
+			return "tls-key"
+		}
+	}
+}
+
+// newClientVerifier checks the client CA file and builds the verifier of client certificates.
+func newClientVerifier(clientCAPEM []byte, allowedClients []string) (*clientVerifier, error) {
 	cas, err := parseClientCAs(clientCAPEM)
 	if err != nil {
-		return nil, err
+		return nil, &fileError{flag: "client-ca", err: err}
 	}
 	v := &clientVerifier{roots: x509.NewCertPool(), allowed: map[string]bool{}}
 	var caNames []string
@@ -51,20 +115,7 @@ func ServerTLSConfig(certPEM, keyPEM, clientCAPEM []byte, allowedClients []strin
 		}
 	}
 	v.allowedList = strings.Join(listed, ", ")
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
-		// RequireAnyClientCert rather than RequireAndVerifyClientCert: the agent verifies the
-		// client's chain itself, so that a refusal names the certificate and says what to do
-		// instead of crypto/tls's bare x509 error. ClientCAs stays empty on purpose: a Go client
-		// sends no certificate at all when the server's list of acceptable CAs does not name its
-		// issuer, and the refusal could then not say which certificate is wrong.
-		ClientAuth: tls.RequireAnyClientCert,
-		// VerifyPeerCertificate runs on full handshakes only; VerifyConnection on every one,
-		// resumed ones too (see verifyConnection).
-		VerifyPeerCertificate: v.verifyPeerCertificate,
-		VerifyConnection:      v.verifyConnection,
-	}, nil
+	return v, nil
 }
 
 // checkServerCert refuses a server certificate whose extended key usages leave out Server
