@@ -4,7 +4,9 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net"
 	"os"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,10 +20,11 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
 	"github.com/lync-dr/poolpair-operator/controllers"
+	"github.com/lync-dr/poolpair-operator/internal/metrics"
 )
 
 func main() {
@@ -38,21 +41,43 @@ func run() error {
 		leaderElect      bool
 		leaderElectionNS string
 		maxConcurrent    int
+		metricsSecure    bool
+		metricsCertDir   string
 		agentTLSDir      string
+		defaultTLSNS     string
 		agentTimeout     time.Duration
 	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; 0 disables it.")
+	flag.BoolVar(&metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to callers the API server authenticates and authorizes (the metrics-reader ClusterRole); false serves plain HTTP, for a manager on loopback only.")
+	flag.StringVar(&metricsCertDir, "metrics-cert-dir", "", "Directory with the metrics endpoint's serving certificate (tls.crt, tls.key), re-read when it changes; empty: a self-signed one.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one of several replicas reconciles.")
 	flag.StringVar(&leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election lease (default: the manager's own namespace).")
 	flag.IntVar(&maxConcurrent, "max-concurrent-reconciles", 4, "How many PoolPairs are reconciled in parallel.")
 	flag.StringVar(&agentTLSDir, "agent-tls-dir", "", "Directory with the default client certificate for the lync-agents (tls.crt, tls.key, ca.crt); re-read when the files change.")
+	flag.StringVar(&defaultTLSNS, "default-tls-namespaces", "", "Comma-separated namespaces whose PoolPairs may use the default client certificate (--agent-tls-dir); \"*\" for every namespace. Default: the manager's own namespace. PoolPairs elsewhere must name their own Secret in spec.agent.tlsSecretRef.")
 	flag.DurationVar(&agentTimeout, "agent-timeout", 5*time.Second, "Timeout of each request to a lync-agent.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	if !metricsSecure && metricsAddr != "0" && !loopback(metricsAddr) {
+		return fmt.Errorf("--metrics-secure=false serves the metrics to anyone who can connect: bind them to loopback (--metrics-bind-address=127.0.0.1:PORT), not %q", metricsAddr)
+	}
+	defaultTLSNamespaces := splitList(defaultTLSNS)
+	if defaultTLSNS == "" {
+		if ns := ownNamespace(); ns != "" {
+			defaultTLSNamespaces = []string{ns}
+		}
+	}
+	if agentTLSDir != "" {
+		if len(defaultTLSNamespaces) == 0 {
+			log.Info("no namespace may use the default agent client certificate: the manager's own namespace is unknown; pass --default-tls-namespaces")
+		} else {
+			log.Info("namespaces whose PoolPairs may use the default agent client certificate", "namespaces", defaultTLSNamespaces)
+		}
+	}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -64,7 +89,7 @@ func run() error {
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{drv1alpha1.AgentTLSSecretLabel: "true"})},
 		}},
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                 metrics.ServerOptions(metricsAddr, metricsSecure, metricsCertDir),
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "poolpair-operator.dr.lync.io",
@@ -81,6 +106,7 @@ func run() error {
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
 		AgentTLSDir:             agentTLSDir,
+		DefaultTLSNamespaces:    defaultTLSNamespaces,
 		AgentTimeout:            agentTimeout,
 		Scheme:                  mgr.GetScheme(),
 		Recorder:                mgr.GetEventRecorder("poolpair-operator"),
@@ -89,6 +115,7 @@ func run() error {
 	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the PoolPair controller: %w", err)
 	}
+	crmetrics.Registry.MustRegister(&metrics.PoolPairCollector{Reader: mgr.GetCache(), Elected: mgr.Elected()})
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding health check: %w", err)
 	}
@@ -101,4 +128,40 @@ func run() error {
 		return fmt.Errorf("running manager: %w", err)
 	}
 	return nil
+}
+
+// ownNamespace is the namespace the manager runs in: POD_NAMESPACE (the Deployment sets it from
+// the downward API), else its service account's.
+func ownNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	data, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(data))
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+// loopback: addr listens on a loopback address only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

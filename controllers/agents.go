@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -53,6 +51,13 @@ func (e *stallError) Error() string { return e.Message }
 func (r *PoolPairReconciler) agentTLS(ctx context.Context, pp *drv1alpha1.PoolPair) (TLSMaterial, error) {
 	ref := pp.Spec.Agent.TLSSecretRef
 	if ref == nil {
+		if r.AgentTLSDir != "" && !r.mayUseDefaultTLS(pp.Namespace) {
+			return TLSMaterial{}, &stallError{Reason: ReasonDefaultAgentTLSNotAllowed, Message: fmt.Sprintf(
+				"PoolPairs in namespace %s may not use the manager's default agent client certificate (--default-tls-namespaces: %s): "+
+					"set spec.agent.tlsSecretRef to a Secret in %s labelled %s=true holding a client certificate the agents allow (tls.crt, tls.key, ca.crt), "+
+					"or ask the operator's administrator to add %s to --default-tls-namespaces",
+				pp.Namespace, listOrNone(r.DefaultTLSNamespaces), pp.Namespace, drv1alpha1.AgentTLSSecretLabel, pp.Namespace)}
+		}
 		return r.dirTLS()
 	}
 	key := client.ObjectKey{Namespace: pp.Namespace, Name: ref.Name}
@@ -84,19 +89,14 @@ func (r *PoolPairReconciler) agentTLS(ctx context.Context, pp *drv1alpha1.PoolPa
 	return m, nil
 }
 
-// dirTLS reads the manager's own client material. It is read on every pass (three small files),
-// so a rotated certificate is picked up without a restart; clients are cached by content.
+// dirTLS is the manager's own client material (--agent-tls-dir).
 func (r *PoolPairReconciler) dirTLS() (TLSMaterial, error) {
 	if r.AgentTLSDir == "" {
 		return TLSMaterial{}, &stallError{Reason: ReasonAgentTLSNotConfigured, Message: "no agent client certificate: the manager runs without --agent-tls-dir and spec.agent.tlsSecretRef is not set"}
 	}
-	var m TLSMaterial
-	for name, dst := range map[string]*[]byte{tlsCertKey: &m.CertPEM, tlsKeyKey: &m.KeyPEM, tlsCAKey: &m.CAPEM} {
-		data, err := os.ReadFile(filepath.Join(r.AgentTLSDir, name))
-		if err != nil {
-			return TLSMaterial{}, &stallError{Reason: ReasonAgentTLSNotConfigured, Message: fmt.Sprintf("reading the manager's agent client certificate: %v", err)}
-		}
-		*dst = data
+	m, err := r.defaultTLS.get()
+	if err != nil {
+		return TLSMaterial{}, &stallError{Reason: ReasonAgentTLSNotConfigured, Message: err.Error()}
 	}
 	return m, nil
 }

@@ -450,6 +450,11 @@ func (p *pass) updateDirections(serviceRunning bool) {
 		dirs = append(dirs, d)
 	}
 	st.Backup = dirs
+	for _, d := range dirs {
+		if d.LastSyncTime != nil && (st.LastSyncTime == nil || st.LastSyncTime.Before(d.LastSyncTime)) {
+			st.LastSyncTime = d.LastSyncTime.DeepCopy()
+		}
+	}
 }
 
 // stableFor is how long both directions must stay healthy: spec.sync.stableFor, else two of the

@@ -28,7 +28,6 @@ import (
 
 	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
 	"github.com/lync-dr/poolpair-operator/internal/agentclient"
-	"github.com/lync-dr/poolpair-operator/internal/metrics"
 	"github.com/lync-dr/poolpair-operator/internal/pairing"
 )
 
@@ -46,6 +45,12 @@ type PoolPairReconciler struct {
 
 	// AgentTLSDir holds the manager's default agent client certificate (tls.crt, tls.key, ca.crt).
 	AgentTLSDir string
+	// DefaultTLSNamespaces are the namespaces whose PoolPairs may use the AgentTLSDir certificate
+	// ("*": every namespace); PoolPairs elsewhere must name their own Secret.
+	DefaultTLSNamespaces []string
+	// AgentTLSWatchInterval is how often the AgentTLSDir files are polled, beside file
+	// notifications (default: certwatcher's).
+	AgentTLSWatchInterval time.Duration
 	// Connect builds the agent client for some TLS material; nil means *agentclient.Client.
 	Connect func(TLSMaterial) (AgentClient, error)
 	// AgentTimeout bounds each agent request (default 5s).
@@ -58,11 +63,11 @@ type PoolPairReconciler struct {
 	// UnreachableRetry is how soon an unreachable agent is tried again (default 15s).
 	UnreachableRetry time.Duration
 
-	clientsMu sync.Mutex
-	clients   map[[32]byte]*agentclient.Client
-	watcher   *operationWatcher
-	writers   topologyWriters
-	phases    metrics.PhaseTracker
+	clientsMu  sync.Mutex
+	clients    map[[32]byte]*agentclient.Client
+	watcher    *operationWatcher
+	defaultTLS *defaultTLS
+	writers    topologyWriters
 }
 
 // +kubebuilder:rbac:groups=dr.lync.io,resources=poolpairs,verbs=get;list;watch;update;patch
@@ -78,7 +83,6 @@ func (r *PoolPairReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		if client.IgnoreNotFound(err) == nil {
 			r.watcher.forget(req.NamespacedName)
 			r.writers.forget(req.NamespacedName)
-			r.phases.Set(req.String(), "")
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -104,7 +108,6 @@ func (r *PoolPairReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		if err == nil && p.released {
 			r.watcher.forget(req.NamespacedName)
 			r.writers.forget(req.NamespacedName)
-			r.phases.Set(req.String(), "")
 			patch := client.MergeFrom(before)
 			controllerutil.RemoveFinalizer(pp, drv1alpha1.Finalizer)
 			return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, pp, patch))
@@ -127,7 +130,6 @@ func (r *PoolPairReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 			err = perr
 		}
 	} else {
-		r.phases.Set(req.String(), string(pp.Status.Phase))
 		p.emitEvents()
 	}
 	if err != nil {
@@ -170,6 +172,7 @@ func (r *PoolPairReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 		r.UnreachableRetry = 15 * time.Second
 	}
 	r.watcher = newOperationWatcher()
+	r.defaultTLS = &defaultTLS{dir: r.AgentTLSDir, ctx: ctx, interval: r.AgentTLSWatchInterval}
 	r.writers.recorded = r.recordedWriter
 	r.writers.wake = r.watcher.wake
 	r.watcher.start(ctx)

@@ -33,6 +33,7 @@ const (
 	ReasonAgentTLSSecretNotFound    = "AgentTLSSecretNotFound"
 	ReasonAgentTLSSecretNotLabelled = "AgentTLSSecretNotLabelled"
 	ReasonAgentTLSSecretInvalid     = "AgentTLSSecretInvalid"
+	ReasonDefaultAgentTLSNotAllowed = "DefaultAgentTLSNotAllowed"
 	ReasonAgentsReachable           = "AgentsReachable"
 	ReasonAgentsUnreachable         = "AgentsUnreachable"
 	ReasonUnpairBlocked             = "UnpairBlocked"

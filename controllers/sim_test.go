@@ -142,6 +142,7 @@ var testBackoff = pairing.Backoff{Base: 500 * time.Millisecond, Cap: 4 * time.Se
 // fastReconciler points the controller at the sim with test-sized timings.
 func (e *simEnv) fastReconciler(r *controllers.PoolPairReconciler) {
 	r.AgentTLSDir = e.clientDir
+	r.DefaultTLSNamespaces = []string{"*"} // every test has its own namespace
 	r.AgentTimeout = 2 * time.Second
 	r.Backoff = testBackoff
 	r.OperationPollInterval = 5 * time.Second

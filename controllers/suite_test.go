@@ -109,12 +109,24 @@ func (w *writeCounter) funcs() interceptor.Funcs {
 // manager is a running controller manager for one test.
 type manager struct {
 	counter *writeCounter
+	// cache is the manager's informer cache.
+	cache client.Reader
+	// elected is closed once the manager leads.
+	elected <-chan struct{}
 }
 
 // startManager runs the PoolPair controller until the test ends.
 func startManager(t testing.TB, configure func(r *controllers.PoolPairReconciler)) *manager {
 	t.Helper()
-	m, stop := runManager(t, configure)
+	m, stop := runManager(t, nil, configure)
+	t.Cleanup(stop)
+	return m
+}
+
+// startManagerWith runs the PoolPair controller on a manager with options of the test's own.
+func startManagerWith(t testing.TB, options func(*ctrl.Options), configure func(r *controllers.PoolPairReconciler)) *manager {
+	t.Helper()
+	m, stop := runManager(t, options, configure)
 	t.Cleanup(stop)
 	return m
 }
@@ -122,16 +134,16 @@ func startManager(t testing.TB, configure func(r *controllers.PoolPairReconciler
 // startManagerStoppable runs the PoolPair controller until stop is called (or the test ends).
 func startManagerStoppable(t testing.TB, configure func(r *controllers.PoolPairReconciler)) (stop func()) {
 	t.Helper()
-	_, stopManager := runManager(t, configure)
+	_, stopManager := runManager(t, nil, configure)
 	var once sync.Once
 	stopOnce := func() { once.Do(stopManager) }
 	t.Cleanup(stopOnce)
 	return stopOnce
 }
 
-func runManager(t testing.TB, configure func(r *controllers.PoolPairReconciler)) (*manager, func()) {
+func runManager(t testing.TB, options func(*ctrl.Options), configure func(r *controllers.PoolPairReconciler)) (*manager, func()) {
 	t.Helper()
-	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+	opts := ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
@@ -141,7 +153,11 @@ func runManager(t testing.TB, configure func(r *controllers.PoolPairReconciler))
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{drv1alpha1.AgentTLSSecretLabel: "true"})},
 		}},
-	})
+	}
+	if options != nil {
+		options(&opts)
+	}
+	mgr, err := ctrl.NewManager(restConfig, opts)
 	if err != nil {
 		t.Fatalf("creating manager: %v", err)
 	}
@@ -162,7 +178,7 @@ func runManager(t testing.TB, configure func(r *controllers.PoolPairReconciler))
 	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	return &manager{counter: counter}, func() {
+	return &manager{counter: counter, cache: mgr.GetCache(), elected: mgr.Elected()}, func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("manager stopped with an error: %v", err)

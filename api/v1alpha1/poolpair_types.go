@@ -84,6 +84,7 @@ const (
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Serving",type=string,JSONPath=`.status.failover.serving`
+// +kubebuilder:printcolumn:name="Last Sync",type=date,JSONPath=`.status.lastSyncTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Step",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Reconciling")].reason`
 // +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
@@ -465,6 +466,10 @@ type PoolPairStatus struct {
 	// +listType=map
 	// +listMapKey=from
 	Backup []BackupDirectionStatus `json:"backup,omitempty"`
+
+	// LastSyncTime is when the operator's last forced backup sync (Invoke-CsBackupServiceSync) finished, in either direction: the newest of backup[].lastSyncTime. The operator forces a sync while pairing and when a direction turns unhealthy; in between, the Backup Service syncs on its own every sync interval, and backup[].healthy says whether it keeps up.
+	// +optional
+	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
 
 	// Operation is the topology write in flight (PairPools, Unpair), run on one Front End of a pool; per-server steps are in servers[], forced syncs in backup[].
 	// +optional

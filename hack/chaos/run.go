@@ -182,8 +182,8 @@ func (r *run) start(ctx context.Context) error {
 	if err := r.sim.WaitReady(ctx, startupTimeout); err != nil {
 		return err
 	}
-	r.mgrArgs = []string{"--agent-tls-dir", r.mgrTLS,
-		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
+	r.mgrArgs = []string{"--agent-tls-dir", r.mgrTLS, "--default-tls-namespaces", r.key.Namespace,
+		"--metrics-secure=false", "--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2])}
 	if err := r.startManager(); err != nil {
 		return err

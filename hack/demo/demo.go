@@ -262,8 +262,9 @@ func endpointLines(path string) string {
 }
 
 func (d *demo) startManager(ctx context.Context) error {
-	args := []string{"--agent-tls-dir", filepath.Join(demoDir, "manager-tls"),
-		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
+	args := []string{"--agent-tls-dir", filepath.Join(demoDir, "manager-tls"), "--default-tls-namespaces", sampleNS,
+		// Plain HTTP on loopback: the demo has no Prometheus service account to authorize.
+		"--metrics-secure=false", "--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probePort)}
 	d.step("starting the manager: KUBECONFIG=%s bin/manager %s", filepath.Join(demoDir, "kubeconfig"), strings.Join(args, " "))
 	p, err := localrun.Start(localrun.Spec{Name: "manager", Path: "bin/manager", Args: args,

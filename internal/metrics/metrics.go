@@ -3,7 +3,6 @@
 package metrics
 
 import (
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,12 +23,6 @@ var (
 		Help: "Failed pairing steps, by step and reason.",
 	}, []string{"step", "reason"})
 
-	// Pairs is the number of PoolPairs in each phase.
-	Pairs = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "poolpair_pairs",
-		Help: "PoolPairs by phase.",
-	}, []string{"phase"})
-
 	// AgentRequestDuration is the latency of requests to the lync-agents by route template and code.
 	AgentRequestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "poolpair_agent_request_duration_seconds",
@@ -39,37 +32,10 @@ var (
 )
 
 func init() {
-	crmetrics.Registry.MustRegister(StepDuration, StepFailures, Pairs, AgentRequestDuration)
+	crmetrics.Registry.MustRegister(StepDuration, StepFailures, AgentRequestDuration)
 }
 
 // ObserveAgentRequest records one agent request (the agentclient's Observe hook).
 func ObserveAgentRequest(method, route, code string, d time.Duration) {
 	AgentRequestDuration.WithLabelValues(method, route, code).Observe(d.Seconds())
-}
-
-// PhaseTracker keeps the Pairs gauge equal to the number of PoolPairs in each phase.
-type PhaseTracker struct {
-	mu     sync.Mutex
-	phases map[string]string
-}
-
-// Set records key's phase; an empty phase forgets key (deleted).
-func (t *PhaseTracker) Set(key, phase string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.phases == nil {
-		t.phases = map[string]string{}
-	}
-	old, had := t.phases[key]
-	if had && old == phase {
-		return
-	}
-	if had {
-		Pairs.WithLabelValues(old).Dec()
-		delete(t.phases, key)
-	}
-	if phase != "" {
-		t.phases[key] = phase
-		Pairs.WithLabelValues(phase).Inc()
-	}
 }

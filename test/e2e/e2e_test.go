@@ -113,12 +113,16 @@ func (h *harness) testPairInspectUnpair(t *testing.T) {
 	const name = "e2e-pair"
 	h.kube(t, "apply", "-f", h.writeFile(t, name+".yaml", poolPairManifest(name, s.endpoints)))
 	start := time.Now()
-	h.kube(t, "wait", "--for=condition=Ready", "poolpair/"+name, "-n", testNamespace, "--timeout=120s")
+	// As the README shows it, with the short name.
+	h.kube(t, "wait", "--for=condition=Ready", "pp/"+name, "-n", testNamespace, "--timeout=120s")
 	t.Logf("%s Ready after %s", name, time.Since(start).Round(100*time.Millisecond))
 
 	get := h.kube(t, "get", "pp", name, "-n", testNamespace)
-	expectTable(t, get, []string{"NAME", "PRIMARY", "BACKUP", "PHASE", "READY", "AGE"},
+	expectTable(t, get, []string{"NAME", "PRIMARY", "BACKUP", "PHASE", "READY", "LAST", "SYNC", "AGE"},
 		[]string{name, "pool01.contoso.com", "pool02.contoso.com", "Synced", "True"})
+	if synced := h.kube(t, "get", "pp", name, "-n", testNamespace, "-o", "jsonpath={.status.lastSyncTime}"); synced == "" {
+		t.Errorf("the pair synced, but status.lastSyncTime (the LAST SYNC column) is empty:\n%s", get)
+	}
 	wide := h.kube(t, "get", "pp", name, "-n", testNamespace, "-o", "wide")
 	expectTable(t, wide, []string{"NAME", "PRIMARY", "BACKUP", "PHASE", "READY", "AGE", "STEP", "MESSAGE"},
 		[]string{name, "Synced", "True", "back each other up"})

@@ -128,7 +128,8 @@ func (h *harness) startManager(t *testing.T, tlsDir, kubeconfig string) {
 		p, err := localrun.Start(localrun.Spec{
 			Name: "manager", Path: h.manager, LogPath: filepath.Join(h.dir, fmt.Sprintf("manager-%d.log", attempt)),
 			Env: []string{"KUBECONFIG=" + kubeconfig},
-			Args: []string{"--agent-tls-dir", tlsDir, "--leader-elect", "--leader-election-namespace", operatorNamespace,
+			Args: []string{"--agent-tls-dir", tlsDir, "--default-tls-namespaces", testNamespace,
+				"--leader-elect", "--leader-election-namespace", operatorNamespace,
 				"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(ports[0]),
 				"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(ports[1])},
 		})
