@@ -70,7 +70,7 @@ chaos: envtest-assets build ## Kill the manager (-9) at random while a pair sync
 # Packages that run again under the race detector: the unit packages and the controllers (their
 # envtest suite; about 4.5 minutes more). The e2e test runs separate binaries.
 RACE_PACKAGES ?= ./cmd/... ./internal/agent/... ./internal/agentclient/... ./internal/lync/... \
-	./internal/pairing/... ./internal/protocol/... ./internal/devcerts/... ./internal/certinfo/... ./controllers/...
+	./internal/pairing/... ./internal/protocol/... ./internal/devcerts/... ./internal/certinfo/... ./internal/metrics/... ./controllers/...
 
 .PHONY: test
 test: envtest-assets ## Run every test: unit, envtest (real kube-apiserver) and end-to-end; unit and controller packages again with -race.
