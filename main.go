@@ -16,6 +16,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -66,6 +67,11 @@ func run() error {
 		return fmt.Errorf("--metrics-secure=false serves the metrics to anyone who can connect: bind them to loopback (--metrics-bind-address=127.0.0.1:PORT), not %q", metricsAddr)
 	}
 	defaultTLSNamespaces := splitList(defaultTLSNS)
+	for _, ns := range defaultTLSNamespaces {
+		if errs := validation.IsDNS1123Label(ns); ns != "*" && len(errs) > 0 {
+			return fmt.Errorf("--default-tls-namespaces: %q is not a namespace name (%s); give names separated by commas, or * for every namespace", ns, strings.Join(errs, "; "))
+		}
+	}
 	if defaultTLSNS == "" {
 		if ns := ownNamespace(); ns != "" {
 			defaultTLSNamespaces = []string{ns}
