@@ -41,6 +41,12 @@ type demo struct {
 	manager *localrun.Proc
 	sample  *drv1alpha1.PoolPair
 	pair    client.ObjectKey
+
+	// promPath is the prometheus binary on the PATH ("" when it is not installed); prom runs it,
+	// with its alerts page at promAlerts.
+	promPath   string
+	prom       *localrun.Proc
+	promAlerts string
 }
 
 // stopper is something started that must be stopped on the way out.
@@ -68,6 +74,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.promPath, _ = exec.LookPath("prometheus")
 	setup := []func(context.Context) error{
 		d.checkPorts,
 		d.freshDir,
@@ -76,6 +83,7 @@ func (d *demo) run(ctx context.Context) error {
 		d.makeCerts,
 		d.startSim,
 		d.startManager,
+		d.startPrometheus,
 		d.applySample,
 	}
 	for _, f := range setup {
@@ -91,7 +99,7 @@ func (d *demo) run(ctx context.Context) error {
 }
 
 func (d *demo) checkPorts(context.Context) error {
-	ports, err := demoPorts()
+	ports, err := demoPorts(d.promPath != "")
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,9 @@
 
 // Command demo runs poolpair-operator end to end on this machine, on 127.0.0.1 only: etcd and
 // kube-apiserver (bin/k8s/<version>), a simulated pair of Lync Front End pools (bin/lync-agent sim,
-// hack/sim/two-pools.yaml) and the manager (bin/manager), then applies config/samples and shows the
-// PoolPair's progress until it is synced. It keeps everything running for you to try kubectl and
+// hack/sim/two-pools.yaml), the manager (bin/manager) and, when it is installed, Prometheus with the
+// alerts of config/prometheus, then applies config/samples and shows the PoolPair's progress until
+// it is synced. It keeps everything running for you to try kubectl and
 // simctl until Ctrl-C, then stops every process it started.
 //
 // Run it from the repository with `make demo`. Everything it writes goes to bin/demo/, recreated on
@@ -38,6 +39,7 @@ const (
 	metricsPort    = 18080
 	probePort      = 18081
 	simAdminPort   = 19440
+	prometheusPort = 19090 // only when prometheus is installed
 	demoDir        = "bin/demo"
 	simDeployment  = "hack/sim/two-pools.yaml"
 	sampleDir      = "config/samples"

@@ -13,10 +13,10 @@ import (
 	"github.com/lync-dr/poolpair-operator/internal/localrun"
 )
 
-// demoPorts lists every loopback port the demo listens on. The sim's come from its deployment file,
-// and every agent endpoint of the sample must be one of them: a sample pointing elsewhere would
-// only show up later as a PoolPair stuck on unreachable agents.
-func demoPorts() ([]localrun.Port, error) {
+// demoPorts lists every loopback port the demo listens on (Prometheus's only when it runs). The
+// sim's come from its deployment file, and every agent endpoint of the sample must be one of them:
+// a sample pointing elsewhere would only show up later as a PoolPair stuck on unreachable agents.
+func demoPorts(withPrometheus bool) ([]localrun.Port, error) {
 	ports := []localrun.Port{
 		{Port: etcdPort, Use: "etcd client"},
 		{Port: etcdPeerPort, Use: "etcd peer"},
@@ -24,6 +24,9 @@ func demoPorts() ([]localrun.Port, error) {
 		{Port: metricsPort, Use: "manager metrics"},
 		{Port: probePort, Use: "manager health probes"},
 		{Port: simAdminPort, Use: "sim admin API"},
+	}
+	if withPrometheus {
+		ports = append(ports, localrun.Port{Port: prometheusPort, Use: "Prometheus"})
 	}
 	sim, err := simPorts()
 	if err != nil {

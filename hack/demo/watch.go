@@ -13,6 +13,7 @@ import (
 
 	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
 	"github.com/lync-dr/poolpair-operator/internal/localrun"
+	"github.com/lync-dr/poolpair-operator/test/prometheus"
 )
 
 const pollInterval = 500 * time.Millisecond
@@ -61,6 +62,12 @@ func (d *demo) watch(ctx context.Context) error {
 		synced = true
 		deadline.Stop()
 		d.describe(ctx)
+		if err := d.checkPrometheus(ctx); err != nil {
+			if d.exitWhenSynced {
+				return d.failure(lastPP, err)
+			}
+			fmt.Fprintf(d.out, "WARNING: %v\n", err)
+		}
 		if d.exitWhenSynced {
 			fmt.Fprintf(d.out, "\nSynced in %s (DEMO_EXIT_WHEN_SYNCED=1: stopping).\n", time.Since(start).Round(time.Second))
 			return nil
@@ -105,6 +112,15 @@ func (d *demo) tips() {
 	simctl := fmt.Sprintf("bin/lync-agent simctl --admin https://127.0.0.1:%d --tls-dir %s/certs", simAdminPort, demoDir)
 	server := d.sample.Spec.Primary.Servers[0].FQDN
 	primary, backup := d.sample.Spec.Primary.FQDN, d.sample.Spec.Backup.FQDN
+	backupServer := server
+	if len(d.sample.Spec.Backup.Servers) > 0 {
+		backupServer = d.sample.Spec.Backup.Servers[0].FQDN
+	}
+	alerts := "  # Prometheus's alerts page: " + d.promAlerts
+	if d.prom == nil {
+		alerts = "  # Prometheus is not installed (" + prometheus.InstallHint + "); the metrics the alerts read:\n" +
+			fmt.Sprintf("  curl -s http://127.0.0.1:%d/metrics | grep '^poolpair_'", metricsPort)
+	}
 	lines := []string{
 		"",
 		"The pools are paired and backed up both ways. The demo keeps running until Ctrl-C;",
@@ -119,6 +135,14 @@ func (d *demo) tips() {
 		"  # stop the backup service on one server, then watch the operator heal it:",
 		"  " + simctl + " stop-service " + server,
 		"  kubectl get pp -w",
+		"",
+		"  # fire the alerts of config/prometheus, then clear them (the manager looks every " + checkInterval(d.sample) + ",",
+		"  # sync.checkInterval of the sample, sooner while something is wrong):",
+		"  " + simctl + " export-error " + primary + " on     # PoolPairBackupUnhealthy, PoolPairDataLossWindowAboveTarget",
+		"  " + simctl + " export-error " + primary + " off",
+		"  " + simctl + " unreachable " + backupServer + " true   # PoolPairAgentUnreachable",
+		"  " + simctl + " unreachable " + backupServer + " false",
+		alerts,
 		"",
 		"  # rehearse a failover of " + primary + " (nothing moves; status.failover says what a failover would do):",
 		"  kubectl patch pp " + d.pair.Name + " --type merge -p '{\"spec\":{\"failover\":{\"pool\":\"" + primary + "\",\"mode\":\"Rehearsal\",\"moveEdgeNextHop\":true}}}'",
@@ -142,7 +166,7 @@ func (d *demo) tips() {
 		"  kubectl delete pp " + d.pair.Name,
 		"  " + simctl + " state    # no backupPool on either pool",
 		"",
-		"Logs: " + demoDir + "/manager.log, sim.log, kube-apiserver.log, etcd.log. Changes keep showing below.",
+		"Logs: " + demoDir + "/manager.log, sim.log, kube-apiserver.log, etcd.log" + promLog(d.prom) + ". Changes keep showing below.",
 		"",
 	}
 	fmt.Fprintln(d.out, strings.Join(lines, "\n"))
@@ -164,4 +188,19 @@ func (d *demo) report(pp *drv1alpha1.PoolPair, reason error) {
 	for _, p := range []*localrun.Proc{d.manager, d.sim} {
 		fmt.Fprintf(d.out, "the end of %s:\n%s\n", p.LogPath, p.LogTail(25))
 	}
+}
+
+// checkInterval is the sample's spec.sync.checkInterval, or the default.
+func checkInterval(pp *drv1alpha1.PoolPair) string {
+	if pp.Spec.Sync.CheckInterval != nil {
+		return pp.Spec.Sync.CheckInterval.Duration.String()
+	}
+	return "5m (the default)"
+}
+
+func promLog(p *localrun.Proc) string {
+	if p == nil {
+		return ""
+	}
+	return ", " + filepath.Base(p.LogPath)
 }

@@ -50,6 +50,7 @@ func TestE2E(t *testing.T) {
 
 	t.Run("an invalid PoolPair is refused with the field named", h.testInvalidRefused)
 	t.Run("pair, inspect with kubectl, delete with Unpair", h.testPairInspectUnpair)
+	t.Run("Prometheus fires and clears the backup and agent alerts", h.testAlerts)
 	t.Run("sim killed mid-bootstrap and restarted converges", h.testSimKilledMidBootstrap)
 	t.Run("the manager was never refused by RBAC", h.testNoRBACDenials)
 }
@@ -63,6 +64,7 @@ func (h *harness) testDryRunDefault(t *testing.T) {
 		"namespace/poolpair-system", "customresourcedefinition.apiextensions.k8s.io/poolpairs.dr.lync.io",
 		"serviceaccount/poolpair-manager", "clusterrole.rbac.authorization.k8s.io/poolpair-manager",
 		"deployment.apps/poolpair-manager", "service/poolpair-manager-metrics",
+		"clusterrole.rbac.authorization.k8s.io/poolpair-metrics-reader", "clusterrolebinding.rbac.authorization.k8s.io/poolpair-metrics-auth",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry run output lacks %s:\n%s", want, out)

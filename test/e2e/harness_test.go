@@ -41,6 +41,7 @@ type harness struct {
 	kubectl localrun.Kubectl
 	certs   string // lync-agent certs output: the sim's server side and simctl's client side
 	mgr     *localrun.Proc
+	metrics string // the manager's metrics endpoint (HTTPS), host:port
 }
 
 // buildBinaries builds the manager and lync-agent as CI and users do (static, CGO_ENABLED=0).
@@ -137,7 +138,7 @@ func (h *harness) startManager(t *testing.T, tlsDir, kubeconfig string) {
 			return err
 		}
 		t.Cleanup(func() { p.Stop(stopGrace) })
-		h.mgr = p
+		h.mgr, h.metrics = p, "127.0.0.1:"+strconv.Itoa(ports[0])
 		return waitUntil(30*time.Second, func() (bool, error) {
 			select {
 			case <-p.Done():
