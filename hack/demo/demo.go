@@ -183,8 +183,24 @@ func (d *demo) installCRD(ctx context.Context) error {
 	}
 	d.note(out)
 	// Applying the sample before the CRD is served would fail with "no matches for kind".
-	_, err = d.kubectl.Run(ctx, "wait", "--for=condition=Established", "--timeout=30s", "crd/poolpairs.dr.lync.io")
-	return err
+	return waitEstablished(ctx, d.kubectl.Run)
+}
+
+// waitEstablished waits for the CRD to be served. kubectl wait fails at once ("accessor error")
+// when it reads the CRD between its creation and its first status conditions: that is asked again.
+func waitEstablished(ctx context.Context, kubectl func(context.Context, ...string) (string, error)) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := kubectl(ctx, "wait", "--for=condition=Established", "--timeout=30s", "crd/poolpairs.dr.lync.io")
+		if err == nil || !strings.Contains(err.Error(), "accessor error") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // makeCerts makes the development CA, the agents' server certificate and the manager's client
