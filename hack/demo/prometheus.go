@@ -109,25 +109,7 @@ func (d *demo) checkPrometheus(ctx context.Context) error {
 		return nil
 	}
 	hc := &http.Client{Timeout: 2 * time.Second}
-	get := func(path string, data any) error {
-		resp, err := hc.Get(promURL() + path)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		var answer struct {
-			Status string          `json:"status"`
-			Error  string          `json:"error"`
-			Data   json.RawMessage `json:"data"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
-			return fmt.Errorf("GET %s: %s: %w", path, resp.Status, err)
-		}
-		if answer.Status != "success" {
-			return fmt.Errorf("GET %s: %s", path, answer.Error)
-		}
-		return json.Unmarshal(answer.Data, data)
-	}
+	get := func(path string, data any) error { return prometheus.APIGet(hc, promURL(), path, data) }
 	var health, lastErr string
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -335,25 +335,7 @@ scrape_configs:
 }
 
 // get decodes the data of a Prometheus API answer.
-func (p *promRun) get(path string, data any) error {
-	resp, err := p.hc.Get(p.url + path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var answer struct {
-		Status string          `json:"status"`
-		Error  string          `json:"error"`
-		Data   json.RawMessage `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
-		return fmt.Errorf("GET %s: %s: %w", path, resp.Status, err)
-	}
-	if answer.Status != "success" {
-		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, answer.Error)
-	}
-	return json.Unmarshal(answer.Data, data)
-}
+func (p *promRun) get(path string, data any) error { return prometheus.APIGet(p.hc, p.url, path, data) }
 
 // waitQuery waits until an instant query returns n series.
 func (p *promRun) waitQuery(t *testing.T, query string, n int) {

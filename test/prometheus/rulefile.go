@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 
@@ -118,4 +119,25 @@ func LookPath(t TB, tool string) string {
 	}
 	t.Skip("skipping: " + msg)
 	return ""
+}
+
+// APIGet decodes the data of a Prometheus HTTP API answer (GET base+path), or says why there is none.
+func APIGet(hc *http.Client, base, path string, data any) error {
+	resp, err := hc.Get(base + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		Status string          `json:"status"`
+		Error  string          `json:"error"`
+		Data   json.RawMessage `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		return fmt.Errorf("GET %s: %s: %w", path, resp.Status, err)
+	}
+	if answer.Status != "success" {
+		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, answer.Error)
+	}
+	return json.Unmarshal(answer.Data, data)
 }
