@@ -94,7 +94,7 @@ func newCollector(t *testing.T, elected <-chan struct{}, pairs ...*drv1alpha1.Po
 func TestCollectorExportsEachPairsState(t *testing.T) {
 	pp := &drv1alpha1.PoolPair{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "lync", Name: "emea-dr"},
-		Spec: drv1alpha1.PoolPairSpec{Primary: drv1alpha1.PoolSpec{FQDN: "pool01.contoso.com"}, Backup: drv1alpha1.PoolSpec{FQDN: "pool02.contoso.com"}},
+		Spec:       drv1alpha1.PoolPairSpec{Primary: drv1alpha1.PoolSpec{FQDN: "pool01.contoso.com"}, Backup: drv1alpha1.PoolSpec{FQDN: "pool02.contoso.com"}},
 		Status: drv1alpha1.PoolPairStatus{
 			Phase: drv1alpha1.PhaseBackupServiceStarted,
 			Conditions: []metav1.Condition{
