@@ -9,7 +9,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
@@ -256,13 +255,7 @@ func TestStatusWipedMidRetryAdoptsTheRunningStep(t *testing.T) {
 	ns := newNamespace(t)
 	create(t, env.pair(ns, "wipe"))
 	server := waitBootstrapRunning(t, env, 2, "fe01.pool01.contoso.com")
-	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		got := getPair(t, ns, "wipe")
-		got.Status = drv1alpha1.PoolPairStatus{}
-		return k8s.Status().Update(context.Background(), got)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	wipeStatus(t, ns, "wipe")
 	wiped := time.Now()
 	poke(t, ns, "wipe")
 	waitReady(t, ns, "wipe", 60*time.Second)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drv1alpha1 "github.com/lync-dr/poolpair-operator/api/v1alpha1"
@@ -278,14 +279,10 @@ func TestStatusWipedIsRebuiltWithoutRerunningSteps(t *testing.T) {
 	waitReady(t, ns, "wiped", 60*time.Second)
 	before := env.d.Counts()
 
-	got := getPair(t, ns, "wiped")
-	got.Status = drv1alpha1.PoolPairStatus{}
-	if err := k8s.Status().Update(context.Background(), got); err != nil {
-		t.Fatal(err)
-	}
+	wipeStatus(t, ns, "wiped")
 	// A wiped status triggers nothing by itself (status writes are filtered); the next pass does.
 	poke(t, ns, "wiped")
-	got = waitReady(t, ns, "wiped", 30*time.Second)
+	got := waitReady(t, ns, "wiped", 30*time.Second)
 	if got.Status.Phase != drv1alpha1.PhaseSynced || len(got.Status.Servers) != 4 {
 		t.Fatalf("status not rebuilt: %s", describe(got))
 	}
@@ -294,6 +291,19 @@ func TestStatusWipedIsRebuiltWithoutRerunningSteps(t *testing.T) {
 		if n != before[key] {
 			t.Errorf("%s ran again after the status was wiped (%d -> %d)", key, before[key], n)
 		}
+	}
+}
+
+// wipeStatus empties the pair's status, as a restore without status would. The manager may be
+// writing status at the same moment, so a conflict is retried.
+func wipeStatus(t testing.TB, ns, name string) {
+	t.Helper()
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		got := getPair(t, ns, name)
+		got.Status = drv1alpha1.PoolPairStatus{}
+		return k8s.Status().Update(context.Background(), got)
+	}); err != nil {
+		t.Fatalf("wiping the status of %s/%s: %v", ns, name, err)
 	}
 }
 
